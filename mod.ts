@@ -1,0 +1,70 @@
+/**
+ * tsunagu (つなぐ, "to connect"): an RFC 6455 WebSocket server for Deno,
+ * written in plain TypeScript on `Deno.listen`, with no dependencies.
+ *
+ * The protocol lives in pure modules (handshake, frame parser, message
+ * assembler) that turn bytes into values and back; the server and connection
+ * own sockets, timers and lifecycle.
+ *
+ * @example Echo server
+ * ```ts
+ * import { serve } from "@tsunagu/ws";
+ *
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   message(socket, data) {
+ *     socket.send(data); // text stays text, binary stays binary
+ *   },
+ * });
+ * console.log(`listening on ${server.url}`);
+ * await server.shutdown();
+ * ```
+ *
+ * @module
+ */
+
+export { serve, Server, type ShutdownOptions } from "./src/server.ts";
+export {
+  type BinaryType,
+  type CloseInfo,
+  ReadyState,
+  type SendData,
+  ServerWebSocket,
+} from "./src/socket.ts";
+export type {
+  Handlers,
+  RequestInfo,
+  ServeOptions,
+  UpgradeAccept,
+  UpgradeInfo,
+} from "./src/options.ts";
+export type { ReadMode } from "./src/byte_reader.ts";
+export {
+  CloseCode,
+  type ClosePayload,
+  type ClosePayloadResult,
+  decodeClosePayload,
+  encodeClosePayload,
+  encodeFrame,
+  encodeTextFrame,
+  isValidCloseCode,
+  Opcode,
+} from "./src/frame.ts";
+export { unmask } from "./src/mask.ts";
+export { type FrameHandler, FrameParser, type FrameParserOptions } from "./src/frame_parser.ts";
+export {
+  MessageAssembler,
+  type MessageAssemblerOptions,
+  type MessageHandler,
+} from "./src/message.ts";
+export {
+  acceptKey,
+  encodeRejection,
+  encodeSwitchingProtocols,
+  findHeadEnd,
+  type HandshakeRejection,
+  parseRequestHead,
+  type RequestHead,
+  type SwitchingProtocolsOptions,
+  type UpgradeRequest,
+  validateUpgrade,
+} from "./src/handshake.ts";

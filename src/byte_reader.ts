@@ -1,0 +1,136 @@
+/**
+ * Reads a TCP connection into one reused, adaptively sized buffer.
+ *
+ * @module
+ */
+
+/**
+ * How bytes are read from the socket.
+ * - `"read"`: `conn.read(buffer)` straight into the connection's buffer.
+ * - `"stream"`: a BYOB reader on `conn.readable`, same buffer, through the
+ *   Streams machinery.
+ *
+ * Both read into the same reused buffer. `"read"` is the default because it
+ * measured faster per read (see bench/RESULTS.md, "Read path").
+ */
+export type ReadMode = "read" | "stream";
+
+/** Buffer sizing for {@linkcode ByteReader}. */
+export interface ByteReaderOptions {
+  /** Bytes of the initial buffer; small so that idle connections stay cheap. */
+  initialSize: number;
+  /** The buffer never grows past this (a single read is at most this long). */
+  maxSize: number;
+  /** Which read path to use. */
+  mode: ReadMode;
+}
+
+// A buffer shrinks after this many consecutive reads that used under an
+// eighth of it: bursts keep their large buffer, quiet connections give it back.
+const SHRINK_AFTER_SMALL_READS = 16;
+
+/**
+ * One connection's read side: a buffer that starts small, doubles when a read
+ * fills it, and halves again after a run of small reads.
+ */
+export class ByteReader {
+  /** The buffer; bytes `[0, filled)` are unconsumed input. */
+  buffer: Uint8Array;
+  /** How many bytes at the start of {@linkcode buffer} hold data. */
+  filled = 0;
+  #conn: Deno.Conn;
+  #options: ByteReaderOptions;
+  #byob: ReadableStreamBYOBReader | null = null;
+  #smallReads = 0;
+  #nextSize = 0;
+
+  constructor(conn: Deno.Conn, options: ByteReaderOptions) {
+    this.#conn = conn;
+    this.#options = options;
+    this.buffer = new Uint8Array(options.initialSize);
+  }
+
+  /**
+   * Reads more bytes after the `filled` ones. Resolves with the number read,
+   * 0 at end of stream. When the buffer is full it grows first (up to
+   * `maxSize`); callers that need more than `maxSize` unconsumed bytes must
+   * consume some first.
+   */
+  async fill(): Promise<number> {
+    if (this.filled === this.buffer.length) this.#nextSize = this.buffer.length * 2;
+    if (this.#nextSize !== 0) {
+      this.#resize(this.#nextSize);
+      this.#nextSize = 0;
+    }
+    const space = this.buffer.length - this.filled;
+    if (space === 0) throw new RangeError("read buffer is full at its maximum size");
+    const n = this.#options.mode === "read" ? await this.#readDirect() : await this.#readStream();
+    if (n === 0) return 0;
+    this.filled += n;
+    this.#adapt(n, space);
+    return n;
+  }
+
+  /** Drops the first `n` bytes, moving the rest to the start of the buffer. */
+  consume(n: number): void {
+    if (n >= this.filled) {
+      this.filled = 0;
+      return;
+    }
+    this.buffer.copyWithin(0, n, this.filled);
+    this.filled -= n;
+  }
+
+  /** Releases the stream reader, if one was taken. */
+  release(): void {
+    if (this.#byob !== null) {
+      try {
+        this.#byob.releaseLock();
+      } catch {
+        // A pending read keeps the lock until the stream errors; nothing to do.
+      }
+      this.#byob = null;
+    }
+  }
+
+  async #readDirect(): Promise<number> {
+    const n = await this.#conn.read(this.buffer.subarray(this.filled));
+    return n ?? 0;
+  }
+
+  async #readStream(): Promise<number> {
+    this.#byob ??= this.#conn.readable.getReader({ mode: "byob" });
+    const view = new Uint8Array(this.buffer.buffer, this.filled, this.buffer.length - this.filled);
+    const { value, done } = await this.#byob.read(view);
+    // The BYOB protocol transfers the buffer: take the returned one back.
+    if (value !== undefined) this.buffer = new Uint8Array(value.buffer);
+    if (done || value === undefined) return 0;
+    return value.length;
+  }
+
+  #adapt(n: number, space: number): void {
+    const size = this.buffer.length;
+    // Resizing is deferred to the next fill, when the caller has usually
+    // consumed everything and there is nothing to copy.
+    if (n === space) {
+      // Filled to the brim: more was probably waiting. Grow for next time.
+      this.#smallReads = 0;
+      this.#nextSize = size * 2;
+    } else if (n < size >>> 3 && size > this.#options.initialSize) {
+      if (++this.#smallReads >= SHRINK_AFTER_SMALL_READS) {
+        this.#smallReads = 0;
+        this.#nextSize = size >>> 1;
+      }
+    } else {
+      this.#smallReads = 0;
+    }
+  }
+
+  #resize(size: number): void {
+    const target = Math.max(this.#options.initialSize, Math.min(size, this.#options.maxSize));
+    if (target === this.buffer.length || target < this.filled) return;
+    const next = new Uint8Array(target);
+    next.set(this.buffer.subarray(0, this.filled));
+    this.buffer = next;
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * Frame-level constants and encoders (RFC 6455 §5.2). Pure: no I/O.
+ *
+ * @module
+ */
+
+/**
+ * WebSocket opcodes (RFC 6455 §5.2).
+ *
+ * @example
+ * ```ts
+ * import { Opcode } from "@tsunagu/ws";
+ * console.log(Opcode.Text); // 1
+ * ```
+ */
+export const Opcode = {
+  Continuation: 0x0,
+  Text: 0x1,
+  Binary: 0x2,
+  Close: 0x8,
+  Ping: 0x9,
+  Pong: 0xa,
+} as const;
+
+/** One of the {@linkcode Opcode} values. */
+export type Opcode = typeof Opcode[keyof typeof Opcode];
+
+/**
+ * Close status codes (RFC 6455 §7.4.1 and the IANA registry).
+ *
+ * @example
+ * ```ts
+ * import { CloseCode } from "@tsunagu/ws";
+ * console.log(CloseCode.MessageTooBig); // 1009
+ * ```
+ */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  ProtocolError: 1002,
+  UnsupportedData: 1003,
+  /** Reported locally when a close frame carried no code; never sent. */
+  NoStatus: 1005,
+  /** Reported locally when the TCP connection ended without a close frame; never sent. */
+  Abnormal: 1006,
+  InvalidPayload: 1007,
+  PolicyViolation: 1008,
+  MessageTooBig: 1009,
+  MandatoryExtension: 1010,
+  InternalError: 1011,
+  ServiceRestart: 1012,
+  TryAgainLater: 1013,
+  BadGateway: 1014,
+} as const;
+
+/** The longest close reason that fits a control frame: 125 bytes minus the 2-byte code. */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/** Largest payload of a control frame (RFC 6455 §5.5). */
+export const MAX_CONTROL_PAYLOAD = 125;
+
+/**
+ * Whether `code` may appear in a close frame on the wire (RFC 6455 §7.4):
+ * 1000-1003, 1007-1014 and the application/library ranges 3000-4999.
+ *
+ * @example
+ * ```ts
+ * import { isValidCloseCode } from "@tsunagu/ws";
+ * isValidCloseCode(1000); // true
+ * isValidCloseCode(1005); // false: reserved for local reporting
+ * ```
+ */
+export function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999);
+}
+
+/** Size in bytes of an unmasked server frame header for a payload of `length` bytes. */
+export function frameHeaderSize(length: number): number {
+  return length < 126 ? 2 : length < 0x10000 ? 4 : 10;
+}
+
+/**
+ * Writes an unmasked frame header into `target` at `offset` and returns the
+ * offset just past it. `rsv` holds the RSV bits already shifted (0x40 = RSV1).
+ */
+export function writeFrameHeader(
+  target: Uint8Array,
+  offset: number,
+  fin: boolean,
+  opcode: number,
+  length: number,
+  rsv = 0,
+): number {
+  target[offset] = (fin ? 0x80 : 0) | rsv | opcode;
+  if (length < 126) {
+    target[offset + 1] = length;
+    return offset + 2;
+  }
+  if (length < 0x10000) {
+    target[offset + 1] = 126;
+    target[offset + 2] = length >>> 8;
+    target[offset + 3] = length & 0xff;
+    return offset + 4;
+  }
+  target[offset + 1] = 127;
+  // Payloads are JS-addressable, so the length fits in 53 bits: split it
+  // into two 32-bit halves instead of going through BigInt.
+  const high = Math.floor(length / 0x1_0000_0000);
+  const low = length >>> 0;
+  target[offset + 2] = high >>> 24;
+  target[offset + 3] = (high >>> 16) & 0xff;
+  target[offset + 4] = (high >>> 8) & 0xff;
+  target[offset + 5] = high & 0xff;
+  target[offset + 6] = low >>> 24;
+  target[offset + 7] = (low >>> 16) & 0xff;
+  target[offset + 8] = (low >>> 8) & 0xff;
+  target[offset + 9] = low & 0xff;
+  return offset + 10;
+}
+
+/**
+ * Encodes one complete unmasked frame (header and payload) into a new buffer.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, Opcode } from "@tsunagu/ws";
+ * const bytes = encodeFrame(Opcode.Binary, new Uint8Array([1, 2, 3]));
+ * console.log(bytes); // Uint8Array(5) [ 130, 3, 1, 2, 3 ]
+ * ```
+ */
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array,
+  fin = true,
+  rsv = 0,
+): Uint8Array {
+  const frame = new Uint8Array(frameHeaderSize(payload.length) + payload.length);
+  frame.set(payload, writeFrameHeader(frame, 0, fin, opcode, payload.length, rsv));
+  return frame;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Encodes a string as one unmasked text frame. The string is encoded straight
+ * into the frame buffer, so no intermediate copy of the UTF-8 bytes is made.
+ */
+export function encodeTextFrame(text: string): Uint8Array {
+  // Short strings (the common chat-sized message) are encoded into a
+  // worst-case buffer once; long ones are measured first so that a 1 MiB
+  // ASCII string does not briefly hold 3 MiB.
+  if (text.length <= 1024) {
+    const max = text.length * 3;
+    const scratch = new Uint8Array(frameHeaderSize(max) + max);
+    const headerSize = frameHeaderSize(max);
+    const { written } = encoder.encodeInto(text, scratch.subarray(headerSize));
+    const realHeader = frameHeaderSize(written);
+    const start = headerSize - realHeader;
+    writeFrameHeader(scratch, start, true, Opcode.Text, written);
+    return scratch.subarray(start, headerSize + written);
+  }
+  return encodeFrame(Opcode.Text, encoder.encode(text));
+}
+
+/** The decoded payload of a close frame. */
+export interface ClosePayload {
+  /** The status code; 1005 when the frame carried none. */
+  code: number;
+  /** The UTF-8 reason, possibly empty. */
+  reason: string;
+}
+
+/**
+ * Encodes a close frame payload: empty for code 1005 (no status), otherwise
+ * the 2-byte code followed by the UTF-8 reason.
+ *
+ * @throws {RangeError} when the code may not be sent or the reason exceeds 123 bytes.
+ */
+export function encodeClosePayload(code: number, reason = ""): Uint8Array {
+  if (code === CloseCode.NoStatus) {
+    if (reason !== "") throw new RangeError("a close reason needs a close code");
+    return new Uint8Array(0);
+  }
+  if (!isValidCloseCode(code)) throw new RangeError(`invalid close code ${code}`);
+  const reasonBytes = encoder.encode(reason);
+  if (reasonBytes.length > MAX_CLOSE_REASON_BYTES) {
+    throw new RangeError(`close reason is ${reasonBytes.length} bytes; the limit is 123`);
+  }
+  const payload = new Uint8Array(2 + reasonBytes.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 0xff;
+  payload.set(reasonBytes, 2);
+  return payload;
+}
+
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Outcome of decoding a close payload: the payload, or the close code to fail with. */
+export type ClosePayloadResult = ClosePayload | { error: number; message: string };
+
+/**
+ * Decodes and validates a received close frame payload (RFC 6455 §5.5.1):
+ * 1 byte or an invalid code is a protocol error (1002), a reason that is not
+ * UTF-8 is invalid data (1007).
+ */
+export function decodeClosePayload(payload: Uint8Array): ClosePayloadResult {
+  if (payload.length === 0) return { code: CloseCode.NoStatus, reason: "" };
+  if (payload.length === 1) {
+    return { error: CloseCode.ProtocolError, message: "close payload of 1 byte" };
+  }
+  const code = (payload[0] << 8) | payload[1];
+  if (!isValidCloseCode(code)) {
+    return { error: CloseCode.ProtocolError, message: `invalid close code ${code}` };
+  }
+  try {
+    return { code, reason: strictDecoder.decode(payload.subarray(2)) };
+  } catch {
+    return { error: CloseCode.InvalidPayload, message: "close reason is not valid UTF-8" };
+  }
+}

@@ -1,0 +1,331 @@
+/**
+ * The opening handshake (RFC 6455 §4.2): parsing the HTTP/1.1 request head,
+ * validating an upgrade request and encoding the responses. Pure: no I/O.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+
+/** The GUID every accept key is derived with (RFC 6455 §1.3). */
+const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/** A parsed HTTP/1.1 request head. Header names are lower-cased; values are trimmed. */
+export interface RequestHead {
+  /** The request method, e.g. `GET`. */
+  method: string;
+  /** The request target as sent, e.g. `/chat?room=1`. */
+  target: string;
+  /** The HTTP version as `[major, minor]`. */
+  version: [number, number];
+  /** Header fields in arrival order as `[lower-cased name, value]`. */
+  headers: [string, string][];
+}
+
+/** Why a request was refused: the HTTP status to answer and a short message. */
+export interface HandshakeRejection {
+  /** HTTP status code. */
+  status: number;
+  /** A one-line explanation, sent as the response body. */
+  message: string;
+  /** Extra response headers, e.g. `Sec-WebSocket-Version` for 426. */
+  headers?: [string, string][];
+}
+
+/** A valid WebSocket upgrade request. */
+export interface UpgradeRequest {
+  /** The `Sec-WebSocket-Key` value. */
+  key: string;
+  /** Subprotocols the client offered, in its order of preference. */
+  protocols: string[];
+  /** Extension offers as sent (`Sec-WebSocket-Extensions`), one entry per offer. */
+  extensions: string[];
+}
+
+const CRLFCRLF_LENGTH = 4;
+
+/**
+ * Finds the end of the request head: the index just after the first
+ * CRLF CRLF in `bytes[from..to)`, or -1. `from` lets a caller resume the
+ * search after a partial read without rescanning (pass the previous end - 3).
+ */
+export function findHeadEnd(bytes: Uint8Array, from: number, to: number): number {
+  for (let i = Math.max(from, 0); i + CRLFCRLF_LENGTH <= to; i++) {
+    if (bytes[i + 3] !== 0x0a) {
+      // The last byte of the terminator is LF; skip ahead while it cannot be.
+      continue;
+    }
+    if (bytes[i] === 0x0d && bytes[i + 1] === 0x0a && bytes[i + 2] === 0x0d) {
+      return i + CRLFCRLF_LENGTH;
+    }
+  }
+  return -1;
+}
+
+// RFC 9110 token characters: header names and methods must consist of these.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: visible ASCII, obs-text, spaces and tabs; no control characters.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/(\d)\.(\d)$/;
+
+const latin1 = new TextDecoder("latin1");
+
+/**
+ * Parses a request head (the bytes up to and including CRLF CRLF).
+ * Returns a {@linkcode HandshakeRejection} with status 400 when it is not
+ * well-formed HTTP/1.x.
+ *
+ * @example
+ * ```ts
+ * import { parseRequestHead } from "@tsunagu/ws";
+ * const head = parseRequestHead(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+ * console.log(head); // { method: "GET", target: "/", version: [1, 1], headers: [["host", "a"]] }
+ * ```
+ */
+export function parseRequestHead(bytes: Uint8Array): RequestHead | HandshakeRejection {
+  // latin1 maps every byte to one char, so no input can make decoding fail
+  // and byte positions equal string positions.
+  const text = latin1.decode(bytes);
+  const lines = text.split("\r\n");
+  const match = REQUEST_LINE.exec(lines[0]);
+  if (match === null) return { status: 400, message: "malformed request line" };
+  const headers: [string, string][] = [];
+  // The head ends with CRLF CRLF, so the last two entries are empty.
+  for (let i = 1; i < lines.length - 2; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(":");
+    if (colon <= 0) return { status: 400, message: "malformed header line" };
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return { status: 400, message: "malformed header name" };
+    const value = line.slice(colon + 1).trim();
+    if (!FIELD_VALUE.test(value)) return { status: 400, message: "invalid header value" };
+    headers.push([name.toLowerCase(), value]);
+  }
+  return {
+    method: match[1],
+    target: match[2],
+    version: [Number(match[3]), Number(match[4])],
+    headers,
+  };
+}
+
+/** Whether a parse or validation result is a rejection. */
+export function isRejection(value: object): value is HandshakeRejection {
+  return "status" in value;
+}
+
+/** All values of header `name` (lower case), in order. */
+export function headerValues(head: RequestHead, name: string): string[] {
+  const values: string[] = [];
+  for (const [key, value] of head.headers) if (key === name) values.push(value);
+  return values;
+}
+
+/** The comma-separated list elements of header `name`, trimmed, empty ones dropped. */
+export function headerList(head: RequestHead, name: string): string[] {
+  const items: string[] = [];
+  for (const value of headerValues(head, name)) {
+    for (const item of value.split(",")) {
+      const trimmed = item.trim();
+      if (trimmed !== "") items.push(trimmed);
+    }
+  }
+  return items;
+}
+
+function hasToken(head: RequestHead, name: string, token: string): boolean {
+  return headerList(head, name).some((item) => item.toLowerCase() === token);
+}
+
+/** Whether the request asks for a WebSocket upgrade (its `Upgrade` header lists `websocket`). */
+export function isUpgradeRequest(head: RequestHead): boolean {
+  return hasToken(head, "upgrade", "websocket");
+}
+
+// 16 bytes in base64 are 22 significant characters and "==" padding.
+const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
+/**
+ * Validates an upgrade request against RFC 6455 §4.2.1. Returns what the
+ * response needs, or the rejection to answer with:
+ * 405 for a method other than GET, 400 for HTTP older than 1.1, a missing
+ * Host, a `Connection` header without `Upgrade`, or a key that is not 16
+ * base64-encoded bytes, and 426 (with `Sec-WebSocket-Version: 13`) for any
+ * version other than 13.
+ *
+ * @example
+ * ```ts
+ * import { parseRequestHead, validateUpgrade } from "@tsunagu/ws";
+ * const head = parseRequestHead(new TextEncoder().encode(
+ *   "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n" +
+ *     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+ *     "Sec-WebSocket-Version: 13\r\n\r\n",
+ * ));
+ * if (!("status" in head)) console.log(validateUpgrade(head)); // { key: "dGhl…", protocols: [], extensions: [] }
+ * ```
+ */
+export function validateUpgrade(head: RequestHead): UpgradeRequest | HandshakeRejection {
+  if (head.method !== "GET") {
+    return {
+      status: 405,
+      message: "a WebSocket upgrade must use GET",
+      headers: [["allow", "GET"]],
+    };
+  }
+  const [major, minor] = head.version;
+  if (major < 1 || (major === 1 && minor < 1)) {
+    return { status: 400, message: "a WebSocket upgrade needs HTTP/1.1 or later" };
+  }
+  if (headerValues(head, "host").length !== 1) {
+    return { status: 400, message: "missing or repeated Host header" };
+  }
+  if (!hasToken(head, "connection", "upgrade")) {
+    return { status: 400, message: "the Connection header must contain Upgrade" };
+  }
+  const versions = headerValues(head, "sec-websocket-version");
+  if (versions.length !== 1 || versions[0] !== "13") {
+    return {
+      status: 426,
+      message: "unsupported WebSocket version; this server speaks version 13",
+      headers: [["sec-websocket-version", "13"], ["upgrade", "websocket"]],
+    };
+  }
+  const keys = headerValues(head, "sec-websocket-key");
+  if (keys.length !== 1 || !KEY.test(keys[0])) {
+    return { status: 400, message: "Sec-WebSocket-Key must be 16 bytes in base64" };
+  }
+  return {
+    key: keys[0],
+    protocols: headerList(head, "sec-websocket-protocol"),
+    extensions: headerList(head, "sec-websocket-extensions"),
+  };
+}
+
+/**
+ * Computes `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2):
+ * base64(SHA-1(key + GUID)). Uses `node:crypto`, which is synchronous and far
+ * cheaper per call than `crypto.subtle.digest` for a 60-byte input.
+ *
+ * @example
+ * ```ts
+ * import { acceptKey } from "@tsunagu/ws";
+ * console.log(acceptKey("dGhlIHNhbXBsZSBub25jZQ==")); // "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+ * ```
+ */
+export function acceptKey(key: string): string {
+  return createHash("sha1").update(key + WEBSOCKET_GUID).digest("base64");
+}
+
+const encoder = new TextEncoder();
+
+/** Options for the 101 response. */
+export interface SwitchingProtocolsOptions {
+  /** The chosen subprotocol, if any. */
+  protocol?: string;
+  /** The accepted extensions' response parameters, if any. */
+  extensions?: string;
+  /** Extra headers (e.g. `Set-Cookie`). */
+  headers?: Iterable<[string, string]>;
+}
+
+/**
+ * Encodes the `101 Switching Protocols` response for a client key.
+ *
+ * @example
+ * ```ts
+ * import { encodeSwitchingProtocols } from "@tsunagu/ws";
+ * const bytes = encodeSwitchingProtocols("dGhlIHNhbXBsZSBub25jZQ==", { protocol: "chat" });
+ * console.log(new TextDecoder().decode(bytes).split("\r\n")[0]); // HTTP/1.1 101 Switching Protocols
+ * ```
+ */
+export function encodeSwitchingProtocols(
+  key: string,
+  options: SwitchingProtocolsOptions = {},
+): Uint8Array {
+  let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n`;
+  if (options.protocol) head += `Sec-WebSocket-Protocol: ${options.protocol}\r\n`;
+  if (options.extensions) head += `Sec-WebSocket-Extensions: ${options.extensions}\r\n`;
+  if (options.headers) {
+    for (const [name, value] of options.headers) head += formatHeader(name, value);
+  }
+  return encoder.encode(head + "\r\n");
+}
+
+/** Standard reason phrases for the statuses this server produces itself. */
+const REASONS: Record<number, string> = {
+  200: "OK",
+  204: "No Content",
+  301: "Moved Permanently",
+  302: "Found",
+  304: "Not Modified",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  411: "Length Required",
+  413: "Content Too Large",
+  426: "Upgrade Required",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  503: "Service Unavailable",
+};
+
+/** The reason phrase for `status` (empty when unknown: the phrase is optional in HTTP/1.1). */
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? "";
+}
+
+function formatHeader(name: string, value: string): string {
+  // A CR or LF in a header would let a value inject headers of its own.
+  if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
+    throw new TypeError(`header ${JSON.stringify(name)} contains a line break`);
+  }
+  return `${name}: ${value}\r\n`;
+}
+
+/**
+ * Encodes a complete HTTP/1.1 response head (with `Content-Length` and
+ * `Connection: close`) for a body of `bodyLength` bytes.
+ */
+export function encodeResponseHead(
+  status: number,
+  headers: Iterable<[string, string]>,
+  bodyLength: number,
+): Uint8Array {
+  let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
+  for (const [name, value] of headers) {
+    const lower = name.toLowerCase();
+    if (lower === "content-length" || lower === "connection" || lower === "transfer-encoding") {
+      continue;
+    }
+    head += formatHeader(name, value);
+  }
+  head += `Content-Length: ${bodyLength}\r\nConnection: close\r\n\r\n`;
+  return encoder.encode(head);
+}
+
+/**
+ * Encodes the plain-text error response for a rejected handshake.
+ *
+ * @example
+ * ```ts
+ * import { encodeRejection } from "@tsunagu/ws";
+ * const bytes = encodeRejection({ status: 400, message: "bad key" });
+ * console.log(new TextDecoder().decode(bytes).split("\r\n")[0]); // HTTP/1.1 400 Bad Request
+ * ```
+ */
+export function encodeRejection(rejection: HandshakeRejection): Uint8Array {
+  const body = encoder.encode(rejection.message + "\n");
+  const head = encodeResponseHead(rejection.status, [
+    ["Content-Type", "text/plain; charset=utf-8"],
+    ...(rejection.headers ?? []),
+  ], body.length);
+  const bytes = new Uint8Array(head.length + body.length);
+  bytes.set(head);
+  bytes.set(body, head.length);
+  return bytes;
+}

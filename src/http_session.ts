@@ -1,0 +1,318 @@
+/**
+ * The life of an accepted TCP connection before it is a WebSocket: read the
+ * request head, then either upgrade (101), refuse (4xx/5xx), or answer a
+ * plain HTTP request through the application's `fetch` handler.
+ *
+ * @module
+ */
+
+import { ByteReader } from "./byte_reader.ts";
+import { Connection, type ConnectionHost } from "./connection.ts";
+import {
+  encodeRejection,
+  encodeResponseHead,
+  encodeSwitchingProtocols,
+  findHeadEnd,
+  type HandshakeRejection,
+  headerValues,
+  isRejection,
+  isUpgradeRequest,
+  parseRequestHead,
+  type RequestHead,
+  type UpgradeRequest,
+  validateUpgrade,
+} from "./handshake.ts";
+import type { UpgradeAccept } from "./options.ts";
+
+/** What the server provides to a handshake in progress. */
+export interface SessionHost<T> extends ConnectionHost<T> {
+  /** Whether another WebSocket connection may open (maxConnections). */
+  canAccept(): boolean;
+  /** A new WebSocket connection is open. */
+  connectionOpened(connection: Connection<T>): void;
+  /** `"ws"` or `"wss"`. */
+  readonly scheme: "ws" | "wss";
+}
+
+/** Writes all of `bytes`; `conn.write` may write only part. */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+/** Serves one accepted TCP connection. Never throws. */
+export class HttpSession<T> {
+  #host: SessionHost<T>;
+  #conn: Deno.Conn;
+  #reader: ByteReader;
+  /** When the head must be complete by (host clock). */
+  readonly deadline: number;
+  #done = false;
+
+  constructor(host: SessionHost<T>, conn: Deno.Conn) {
+    this.#host = host;
+    this.#conn = conn;
+    this.#reader = new ByteReader(conn, {
+      initialSize: host.options.readBufferSize,
+      maxSize: Math.max(host.options.maxHeaderBytes, 256 * 1024),
+      mode: host.options.readMode,
+    });
+    this.deadline = host.now + host.options.handshakeTimeout;
+  }
+
+  /** Drops the connection (handshake deadline passed, or the server is stopping). */
+  abort(): void {
+    if (this.#done) return;
+    this.#done = true;
+    closeQuietly(this.#conn);
+  }
+
+  /** Whether the session ended (answered, upgraded or aborted). */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Runs the session; resolves with the upgraded connection, if any. */
+  async run(): Promise<Connection<T> | null> {
+    try {
+      const headEnd = await this.#readHead();
+      if (headEnd < 0 || this.#done) return null;
+      const head = parseRequestHead(this.#reader.buffer.subarray(0, headEnd));
+      if (isRejection(head)) {
+        await this.#reject(head);
+        return null;
+      }
+      this.#reader.consume(headEnd);
+      if (!isUpgradeRequest(head)) {
+        await this.#serveHttp(head);
+        return null;
+      }
+      const upgrade = validateUpgrade(head);
+      if (isRejection(upgrade)) {
+        await this.#reject(upgrade);
+        return null;
+      }
+      return await this.#upgrade(head, upgrade);
+    } catch (error) {
+      // An application hook failed (or chose an impossible subprotocol).
+      if (!this.#done) {
+        this.#host.reportError(error);
+        await this.#reject({ status: 500, message: "internal server error" });
+      }
+      return null;
+    }
+  }
+
+  /** Reads until CRLF CRLF; returns the head length, or -1 if the connection ended first. */
+  async #readHead(): Promise<number> {
+    const reader = this.#reader;
+    const limit = this.#host.options.maxHeaderBytes;
+    let scanned = 0;
+    while (true) {
+      const n = await reader.fill().catch(() => 0);
+      if (n === 0 || this.#done) {
+        this.abort();
+        return -1;
+      }
+      const end = findHeadEnd(reader.buffer, Math.max(scanned - 3, 0), reader.filled);
+      if (end >= 0 && end <= limit) return end;
+      scanned = reader.filled;
+      if (end > limit || reader.filled >= limit) {
+        await this.#reject({ status: 431, message: "request head too large" });
+        return -1;
+      }
+    }
+  }
+
+  async #reject(rejection: HandshakeRejection): Promise<void> {
+    await this.#respondBytes(encodeRejection(rejection));
+  }
+
+  async #respondBytes(bytes: Uint8Array): Promise<void> {
+    if (this.#done) return;
+    try {
+      await writeAll(this.#conn, bytes);
+    } catch {
+      // The peer left; nothing to tell it.
+    }
+    this.abort();
+  }
+
+  #url(head: RequestHead, scheme: string): string {
+    const host = headerValues(head, "host")[0] ?? "localhost";
+    return `${scheme}://${host}${head.target.startsWith("/") ? head.target : "/"}`;
+  }
+
+  #request(head: RequestHead, body?: Uint8Array<ArrayBuffer>): Request | null {
+    try {
+      const scheme = this.#host.scheme === "wss" ? "https" : "http";
+      return new Request(this.#url(head, scheme), {
+        method: head.method,
+        headers: head.headers,
+        body: body && body.length > 0 ? body : undefined,
+      });
+    } catch {
+      return null;
+    }
+  }
+
+  async #upgrade(head: RequestHead, upgrade: UpgradeRequest): Promise<Connection<T> | null> {
+    const host = this.#host;
+    if (!host.canAccept()) {
+      await this.#reject({ status: 503, message: "too many connections" });
+      return null;
+    }
+    let accepted: UpgradeAccept<T> = {};
+    const hook = host.handlers.upgrade;
+    if (hook !== undefined) {
+      const request = this.#request(head);
+      if (request === null) {
+        await this.#reject({ status: 400, message: "invalid request target or headers" });
+        return null;
+      }
+      const result = await hook.call(host.handlers, request, {
+        remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
+        protocols: upgrade.protocols,
+      });
+      if (result instanceof Response) {
+        await this.#respond(result, head);
+        return null;
+      }
+      accepted = result ?? {};
+      // The hook may have taken long; the limit may have been reached meanwhile.
+      if (!host.canAccept()) {
+        await this.#reject({ status: 503, message: "too many connections" });
+        return null;
+      }
+    }
+    const protocol = this.#chooseProtocol(upgrade, accepted.protocol);
+    if (this.#done) return null;
+    await writeAll(
+      this.#conn,
+      encodeSwitchingProtocols(upgrade.key, {
+        protocol,
+        headers: accepted.headers ? new Headers(accepted.headers) : undefined,
+      }),
+    );
+    if (this.#done) return null;
+    this.#done = true;
+    const connection = new Connection<T>(host, {
+      conn: this.#conn,
+      reader: this.#reader,
+      url: this.#url(head, host.scheme),
+      protocol,
+      headers: () => new Headers(head.headers),
+      data: accepted.data as T,
+    });
+    host.connectionOpened(connection);
+    return connection;
+  }
+
+  /**
+   * The subprotocol to answer: the application's pick (which must be one the
+   * client offered), else the first of the server's `protocols` option the
+   * client offered, else none.
+   */
+  #chooseProtocol(upgrade: UpgradeRequest, picked: string | undefined): string {
+    if (picked !== undefined && picked !== "") {
+      if (!upgrade.protocols.includes(picked)) {
+        throw new Error(
+          `upgrade handler chose subprotocol "${picked}", which the client did not offer`,
+        );
+      }
+      return picked;
+    }
+    const supported = this.#host.options.protocols;
+    if (supported === undefined) return "";
+    return supported.find((p) => upgrade.protocols.includes(p)) ?? "";
+  }
+
+  async #serveHttp(head: RequestHead): Promise<void> {
+    const fetch = this.#host.handlers.fetch;
+    if (fetch === undefined) {
+      await this.#reject(
+        head.method === "GET" || head.method === "HEAD"
+          ? {
+            status: 426,
+            message: "this is a WebSocket endpoint: upgrade required",
+            headers: [["upgrade", "websocket"], ["sec-websocket-version", "13"]],
+          }
+          : { status: 405, message: "method not allowed", headers: [["allow", "GET"]] },
+      );
+      return;
+    }
+    const body = await this.#readBody(head);
+    if (body === null) return;
+    const request = this.#request(head, body);
+    if (request === null) {
+      await this.#reject({ status: 400, message: "invalid request target or headers" });
+      return;
+    }
+    let response: Response;
+    try {
+      response = await fetch.call(this.#host.handlers, request, {
+        remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
+      });
+    } catch (error) {
+      this.#host.reportError(error);
+      await this.#reject({ status: 500, message: "internal server error" });
+      return;
+    }
+    await this.#respond(response, head);
+  }
+
+  /** Reads a Content-Length body; answers 411/413/501 itself and returns null on those. */
+  async #readBody(head: RequestHead): Promise<Uint8Array<ArrayBuffer> | null> {
+    if (headerValues(head, "transfer-encoding").length > 0) {
+      await this.#reject({ status: 501, message: "chunked request bodies are not supported" });
+      return null;
+    }
+    const lengths = headerValues(head, "content-length");
+    if (lengths.length === 0) return new Uint8Array(0);
+    const length = Number(lengths[0]);
+    if (lengths.length > 1 || !/^\d+$/.test(lengths[0]) || !Number.isSafeInteger(length)) {
+      await this.#reject({ status: 400, message: "invalid Content-Length" });
+      return null;
+    }
+    if (length > this.#host.options.maxBodyBytes) {
+      await this.#reject({ status: 413, message: "request body too large" });
+      return null;
+    }
+    const reader = this.#reader;
+    const body = new Uint8Array(length);
+    let got = Math.min(reader.filled, length);
+    body.set(reader.buffer.subarray(0, got));
+    reader.consume(got);
+    while (got < length) {
+      const n = await reader.fill().catch(() => 0);
+      if (n === 0) {
+        this.abort();
+        return null;
+      }
+      const take = Math.min(reader.filled, length - got);
+      body.set(reader.buffer.subarray(0, take), got);
+      reader.consume(take);
+      got += take;
+    }
+    return body;
+  }
+
+  async #respond(response: Response, head: RequestHead): Promise<void> {
+    const body = head.method === "HEAD" || response.body === null
+      ? new Uint8Array(0)
+      : new Uint8Array(await response.arrayBuffer());
+    const responseHead = encodeResponseHead(response.status, response.headers, body.length);
+    const bytes = new Uint8Array(responseHead.length + body.length);
+    bytes.set(responseHead);
+    bytes.set(body, responseHead.length);
+    await this.#respondBytes(bytes);
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * Message assembly (RFC 6455 §5.4-§5.6): turns frame events into messages,
+ * enforcing fragment order, the size limit and UTF-8 validity. Pure: no I/O.
+ *
+ * @module
+ */
+
+import { CloseCode, decodeClosePayload, MAX_CONTROL_PAYLOAD, Opcode } from "./frame.ts";
+import type { FrameHandler } from "./frame_parser.ts";
+
+/** What {@linkcode MessageAssembler} reports. */
+export interface MessageHandler {
+  /** A complete text message. */
+  onText(text: string): void;
+  /** A complete binary message; the array is the receiver's to keep. */
+  onBinary(data: Uint8Array): void;
+  /** A ping; the payload view is valid only during the call. */
+  onPing(payload: Uint8Array): void;
+  /** A pong; the payload view is valid only during the call. */
+  onPong(payload: Uint8Array): void;
+  /** The peer's close frame, validated (code 1005 when it carried none). */
+  onClose(code: number, reason: string): void;
+  /** A protocol violation: the connection must be failed with `code`. */
+  onProtocolError(code: number, message: string): void;
+}
+
+/** Options for {@linkcode MessageAssembler}. */
+export interface MessageAssemblerOptions {
+  /** Largest message accepted, in bytes; larger ones fail with 1009. */
+  maxPayload: number;
+}
+
+// A fragmented binary message grows its buffer geometrically from here, so
+// memory is never more than about twice what the peer actually sent.
+const INITIAL_ASSEMBLY_BYTES = 16 * 1024;
+
+const singleDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Assembles frames into messages. Plug it into a {@linkcode FrameParser} as
+ * its handler.
+ *
+ * Text is validated as it arrives: pieces are decoded with a streaming, fatal
+ * UTF-8 decoder, which throws as soon as the bytes so far cannot begin valid
+ * UTF-8, so an invalid message fails (1007) at the first bad fragment rather
+ * than at its end.
+ *
+ * @example
+ * ```ts
+ * import { FrameParser, MessageAssembler } from "@tsunagu/ws";
+ * const assembler = new MessageAssembler({
+ *   onText: (text) => console.log("text", text),
+ *   onBinary: (data) => console.log("binary", data),
+ *   onPing: () => {},
+ *   onPong: () => {},
+ *   onClose: (code, reason) => console.log("close", code, reason),
+ *   onProtocolError: (code, message) => console.log("fail", code, message),
+ * }, { maxPayload: 1 << 20 });
+ * new FrameParser(assembler).push(new Uint8Array([129, 131, 61, 84, 35, 6, 112, 16, 109]));
+ * ```
+ */
+export class MessageAssembler implements FrameHandler {
+  #out: MessageHandler;
+  #maxPayload: number;
+
+  // The current frame.
+  #frameOpcode = 0;
+  #frameFin = false;
+  #frameLength = 0;
+  #frameReceived = 0;
+
+  // The message in progress: 0 when none, else Opcode.Text or Opcode.Binary.
+  #messageOpcode = 0;
+  #messageLength = 0;
+  // Binary assembly buffer (fragmented or multi-read messages only).
+  #assembly: Uint8Array | null = null;
+  #assembled = 0;
+  // Text assembly: streaming decoder and decoded pieces.
+  #decoder: TextDecoder | null = null;
+  #textParts: string[] = [];
+
+  // Control frames are tiny (<= 125 bytes) but may still arrive split.
+  #control = new Uint8Array(MAX_CONTROL_PAYLOAD);
+  #controlLength = 0;
+
+  #closed = false;
+
+  /** Creates an assembler reporting to `out`. */
+  constructor(out: MessageHandler, options: MessageAssemblerOptions) {
+    this.#out = out;
+    this.#maxPayload = options.maxPayload;
+  }
+
+  /** @inheritdoc */
+  onFrameStart(fin: boolean, _rsv: number, opcode: number, length: number): boolean {
+    if (this.#closed) return false;
+    this.#frameOpcode = opcode;
+    this.#frameFin = fin;
+    this.#frameLength = length;
+    this.#frameReceived = 0;
+    if (opcode >= Opcode.Close) {
+      this.#controlLength = 0;
+      return true;
+    }
+    if (opcode === Opcode.Continuation) {
+      if (this.#messageOpcode === 0) {
+        return this.#fail(CloseCode.ProtocolError, "continuation frame without a message");
+      }
+    } else if (this.#messageOpcode !== 0) {
+      return this.#fail(CloseCode.ProtocolError, "new data frame inside a fragmented message");
+    } else {
+      this.#messageOpcode = opcode;
+      this.#messageLength = 0;
+    }
+    // The limit is checked against the declared length, before any payload
+    // byte is buffered.
+    if (this.#messageLength + length > this.#maxPayload) {
+      return this.#fail(
+        CloseCode.MessageTooBig,
+        `message exceeds the ${this.#maxPayload}-byte limit`,
+      );
+    }
+    this.#messageLength += length;
+    return true;
+  }
+
+  /** @inheritdoc */
+  onFramePayload(chunk: Uint8Array): boolean {
+    const first = this.#frameReceived === 0;
+    this.#frameReceived += chunk.length;
+    if (this.#frameOpcode >= Opcode.Close) {
+      this.#control.set(chunk, this.#controlLength);
+      this.#controlLength += chunk.length;
+      return true;
+    }
+    // Hot path: an unfragmented message whose payload arrived in one piece is
+    // delivered straight from the read buffer, with no assembly copy.
+    if (
+      first && this.#frameFin && chunk.length === this.#frameLength &&
+      this.#messageLength === chunk.length
+    ) {
+      return this.#deliverWhole(chunk);
+    }
+    return this.#messageOpcode === Opcode.Text
+      ? this.#appendText(chunk)
+      : this.#appendBinary(chunk);
+  }
+
+  /** @inheritdoc */
+  onFrameEnd(): boolean {
+    const opcode = this.#frameOpcode;
+    if (opcode >= Opcode.Close) return this.#endControl(opcode);
+    if (!this.#frameFin || this.#messageOpcode === 0) return true;
+    // Zero-length frames and multi-piece messages finish here.
+    if (this.#messageOpcode === Opcode.Text) {
+      if (this.#decoder === null && this.#messageLength === 0) {
+        this.#messageOpcode = 0;
+        this.#out.onText("");
+        return !this.#closed;
+      }
+      return this.#finishText();
+    }
+    const assembly = this.#assembly;
+    const length = this.#assembled;
+    this.#assembly = null;
+    this.#assembled = 0;
+    this.#messageOpcode = 0;
+    this.#out.onBinary(
+      assembly === null
+        ? new Uint8Array(0)
+        : length === assembly.length
+        ? assembly
+        : assembly.slice(0, length),
+    );
+    return !this.#closed;
+  }
+
+  /** @inheritdoc */
+  onFrameError(code: number, message: string): void {
+    this.#fail(code, message);
+  }
+
+  #deliverWhole(chunk: Uint8Array): boolean {
+    // Mark the message complete before calling out, so onFrameEnd sees no
+    // message in progress.
+    const opcode = this.#messageOpcode;
+    this.#messageOpcode = 0;
+    if (opcode === Opcode.Text) {
+      let text: string;
+      try {
+        text = singleDecoder.decode(chunk);
+      } catch {
+        return this.#fail(CloseCode.InvalidPayload, "text message is not valid UTF-8");
+      }
+      this.#out.onText(text);
+    } else {
+      // A copy, because the chunk lives in the reused read buffer.
+      this.#out.onBinary(chunk.slice());
+    }
+    return !this.#closed;
+  }
+
+  #appendText(chunk: Uint8Array): boolean {
+    const decoder = this.#decoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    try {
+      const part = decoder.decode(chunk, { stream: true });
+      if (part !== "") this.#textParts.push(part);
+    } catch {
+      this.#resetText();
+      return this.#fail(CloseCode.InvalidPayload, "text message is not valid UTF-8");
+    }
+    return true;
+  }
+
+  #finishText(): boolean {
+    let tail: string;
+    try {
+      // Flushing throws when the message ends inside a multi-byte sequence.
+      tail = this.#decoder === null ? "" : this.#decoder.decode();
+    } catch {
+      this.#resetText();
+      return this.#fail(CloseCode.InvalidPayload, "text message ends inside a UTF-8 sequence");
+    }
+    const parts = this.#textParts;
+    if (tail !== "") parts.push(tail);
+    const text = parts.length === 1 ? parts[0] : parts.join("");
+    this.#resetText();
+    this.#messageOpcode = 0;
+    this.#out.onText(text);
+    return !this.#closed;
+  }
+
+  #resetText(): void {
+    this.#decoder = null;
+    this.#textParts = [];
+  }
+
+  #appendBinary(chunk: Uint8Array): boolean {
+    const needed = this.#assembled + chunk.length;
+    let assembly = this.#assembly;
+    if (assembly === null || assembly.length < needed) {
+      // Grow geometrically, but never past what the current frame (when it is
+      // the last) says the message will total.
+      const known = this.#frameFin ? this.#messageLength : Infinity;
+      const capacity = Math.max(
+        needed,
+        Math.min(Math.max(2 * (assembly?.length ?? 0), INITIAL_ASSEMBLY_BYTES), known),
+      );
+      const grown = new Uint8Array(capacity);
+      if (assembly !== null) grown.set(assembly.subarray(0, this.#assembled));
+      assembly = this.#assembly = grown;
+    }
+    assembly.set(chunk, this.#assembled);
+    this.#assembled = needed;
+    return true;
+  }
+
+  #endControl(opcode: number): boolean {
+    const payload = this.#control.subarray(0, this.#controlLength);
+    if (opcode === Opcode.Ping) {
+      this.#out.onPing(payload);
+    } else if (opcode === Opcode.Pong) {
+      this.#out.onPong(payload);
+    } else {
+      const result = decodeClosePayload(payload);
+      if ("error" in result) return this.#fail(result.error, result.message);
+      // Nothing after a close frame is processed (RFC 6455 §5.5.1).
+      this.#closed = true;
+      this.#out.onClose(result.code, result.reason);
+      return false;
+    }
+    return !this.#closed;
+  }
+
+  #fail(code: number, message: string): false {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#out.onProtocolError(code, message);
+    }
+    return false;
+  }
+
+  /** Stops the assembler: frames after this are ignored (the connection is closing). */
+  stop(): void {
+    this.#closed = true;
+    this.#assembly = null;
+    this.#resetText();
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * Server options and application handlers, with the defaults in one place.
+ *
+ * @module
+ */
+
+import type { ReadMode } from "./byte_reader.ts";
+import type { ServerWebSocket } from "./socket.ts";
+
+/**
+ * Options for {@linkcode serve}. Every limit has a safe default; see the
+ * README's "Limits and security" section for why each default was chosen.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ServeOptions } from "@tsunagu/ws";
+ * const options: ServeOptions = { port: 0, hostname: "127.0.0.1", maxPayload: 1 << 20 };
+ * const server = serve(options, { message: (socket, data) => socket.send(data) });
+ * await server.shutdown();
+ * ```
+ */
+export interface ServeOptions {
+  /** TCP port; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Interface to listen on. Default `"0.0.0.0"`. */
+  hostname?: string;
+  /** PEM certificate chain: with {@linkcode ServeOptions.key}, serve `wss://` over TLS. */
+  cert?: string;
+  /** PEM private key for {@linkcode ServeOptions.cert}. */
+  key?: string;
+  /** Aborting it shuts the server down, as {@linkcode Server.shutdown} does. */
+  signal?: AbortSignal;
+  /** Called once the server listens. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Largest message accepted, in bytes, after reassembly of fragments.
+   * Larger ones close the connection with 1009 as soon as a frame header
+   * announces them. Default 16 MiB.
+   */
+  maxPayload?: number;
+  /** Largest request head in bytes; a longer one gets 431. Default 16 KiB. */
+  maxHeaderBytes?: number;
+  /** Largest plain-HTTP request body passed to `fetch`; a longer one gets 413. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Open WebSocket connections allowed; upgrades beyond it get 503. Default unlimited. */
+  maxConnections?: number;
+  /**
+   * Bytes a connection may have waiting to be sent before further sends are
+   * refused and the connection is closed with 1008 (a peer that does not read
+   * must not grow memory without bound). A single message larger than the
+   * limit is still accepted when the buffer is below it. Default 16 MiB.
+   */
+  maxBufferedAmount?: number;
+  /** Milliseconds a client has to complete its request head. Default 10 000. */
+  handshakeTimeout?: number;
+  /**
+   * Milliseconds without any frame from the peer (data, ping or pong) after
+   * which the connection is closed with 1001. 0 disables. Default 120 000.
+   */
+  idleTimeout?: number;
+  /** Milliseconds between heartbeat pings. 0 disables. Default 30 000. */
+  pingInterval?: number;
+  /** Milliseconds to wait for the pong to a heartbeat before dropping the peer (1006). Default 10 000. */
+  pongTimeout?: number;
+  /** Milliseconds to wait for the peer's close frame (and for queued data to drain) after we send ours. Default 5 000. */
+  closeTimeout?: number;
+  /** Subprotocols the server speaks, in its order of preference. */
+  protocols?: string[];
+  /** Bytes of each connection's initial read buffer. Default 1 KiB; it grows on demand. */
+  readBufferSize?: number;
+  /** How sockets are read: see {@linkcode ReadMode}. Default `"read"`. */
+  readMode?: ReadMode;
+}
+
+/** Details of an upgrade request, beside the `Request` itself. */
+export interface UpgradeInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+  /** Subprotocols offered by the client, in its order of preference. */
+  protocols: string[];
+}
+
+/** What an `upgrade` handler may return to accept: all fields optional. */
+export interface UpgradeAccept<T> {
+  /** The subprotocol to answer; must be one the client offered. */
+  protocol?: string;
+  /** Extra response headers for the 101 response (e.g. `Set-Cookie`). */
+  headers?: HeadersInit;
+  /** Application data attached to the socket as {@linkcode ServerWebSocket.data}. */
+  data?: T;
+}
+
+/** Details of a plain HTTP request, beside the `Request` itself. */
+export interface RequestInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/**
+ * Application callbacks. All are optional; each may be async. An exception
+ * thrown (or promise rejected) in `open` or `message` closes that socket with
+ * 1011 and is passed to `error`.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers } from "@tsunagu/ws";
+ * const handlers: Handlers<{ name: string }> = {
+ *   upgrade: (request) => ({ data: { name: new URL(request.url).searchParams.get("name") ?? "guest" } }),
+ *   open: (socket) => socket.send(`hello ${socket.data.name}`),
+ *   message: (socket, data) => socket.send(data),
+ * };
+ * ```
+ */
+export interface Handlers<T = undefined> {
+  /**
+   * Decides on an upgrade request (auth, origin check, subprotocol, user
+   * data). Return a `Response` to refuse, or nothing / {@linkcode UpgradeAccept}
+   * to accept.
+   */
+  upgrade?(
+    request: Request,
+    info: UpgradeInfo,
+  ): Response | UpgradeAccept<T> | void | Promise<Response | UpgradeAccept<T> | void>;
+  /** A connection is open. */
+  open?(socket: ServerWebSocket<T>): void | Promise<void>;
+  /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
+  message?(socket: ServerWebSocket<T>, data: string | Uint8Array): void | Promise<void>;
+  /** A connection closed: the peer's code (1005 none, 1006 dropped) or the one we failed it with. */
+  close?(socket: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
+  /** A pong arrived (heartbeat replies included). */
+  pong?(socket: ServerWebSocket<T>, payload: Uint8Array): void;
+  /** A handler failed; the socket, if any, is being closed with 1011. */
+  error?(error: unknown, socket?: ServerWebSocket<T>): void;
+  /** Answers plain HTTP requests (not upgrades). Without it: 426 for GET, 405 otherwise. */
+  fetch?(request: Request, info: RequestInfo): Response | Promise<Response>;
+}
+
+/** Options after defaults are applied. */
+export type ResolvedOptions =
+  & Required<
+    Omit<ServeOptions, "cert" | "key" | "signal" | "onListen" | "protocols">
+  >
+  & Pick<ServeOptions, "cert" | "key" | "signal" | "onListen" | "protocols">;
+
+/** The defaults, as documented on {@linkcode ServeOptions}. */
+export const DEFAULTS = {
+  port: 8080,
+  hostname: "0.0.0.0",
+  maxPayload: 16 * 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 1024 * 1024,
+  maxConnections: Infinity,
+  maxBufferedAmount: 16 * 1024 * 1024,
+  handshakeTimeout: 10_000,
+  idleTimeout: 120_000,
+  pingInterval: 30_000,
+  pongTimeout: 10_000,
+  closeTimeout: 5_000,
+  readBufferSize: 1024,
+  readMode: "read",
+} as const;
+
+function nonNegative(name: string, value: number): number {
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+    throw new RangeError(`${name} must be a number >= 0, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Applies defaults and checks ranges.
+ *
+ * @throws {RangeError} for a negative, non-numeric or out-of-range value.
+ */
+export function resolveOptions(options: ServeOptions): ResolvedOptions {
+  const resolved = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
+  for (
+    const name of [
+      "maxPayload",
+      "maxHeaderBytes",
+      "maxBodyBytes",
+      "maxConnections",
+      "maxBufferedAmount",
+      "handshakeTimeout",
+      "idleTimeout",
+      "pingInterval",
+      "pongTimeout",
+      "closeTimeout",
+      "readBufferSize",
+    ] as const
+  ) nonNegative(name, resolved[name]);
+  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
+    throw new RangeError(`port must be an integer from 0 to 65535, got ${resolved.port}`);
+  }
+  if (resolved.maxHeaderBytes < 64) throw new RangeError("maxHeaderBytes must be at least 64");
+  if (resolved.readBufferSize < 64) throw new RangeError("readBufferSize must be at least 64");
+  if (resolved.readMode !== "read" && resolved.readMode !== "stream") {
+    throw new RangeError(`readMode must be "read" or "stream", got ${resolved.readMode}`);
+  }
+  if ((resolved.cert === undefined) !== (resolved.key === undefined)) {
+    throw new TypeError("cert and key must be given together");
+  }
+  return resolved;
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,305 @@
+/**
+ * The server: listening, accepting, the registry of open connections,
+ * topics, housekeeping timers and graceful shutdown.
+ *
+ * @module
+ */
+
+import { CloseCode } from "./frame.ts";
+import type { Connection } from "./connection.ts";
+import { encodeMessage } from "./connection.ts";
+import { HttpSession, type SessionHost } from "./http_session.ts";
+import {
+  type Handlers,
+  type ResolvedOptions,
+  resolveOptions,
+  type ServeOptions,
+} from "./options.ts";
+import type { SendData, ServerWebSocket } from "./socket.ts";
+
+/** Options for {@linkcode Server.shutdown}. */
+export interface ShutdownOptions {
+  /** Close code sent to every client. Default 1001 (going away). */
+  code?: number;
+  /** Close reason sent to every client. Default `"server shutting down"`. */
+  reason?: string;
+  /** Milliseconds to wait for clients to finish the closing handshake before dropping them. Default: `closeTimeout`. */
+  timeout?: number;
+}
+
+// Housekeeping runs at a quarter of the shortest configured timeout, so a
+// deadline fires at most 25% late, but never more often than every 10 ms nor
+// less often than every second.
+function housekeepingInterval(options: ResolvedOptions): number {
+  const periods = [
+    options.handshakeTimeout,
+    options.idleTimeout,
+    options.pingInterval,
+    options.pongTimeout,
+    options.closeTimeout,
+  ].filter((value) => value > 0);
+  const shortest = periods.length === 0 ? 4000 : Math.min(...periods);
+  return Math.min(1000, Math.max(10, Math.floor(shortest / 4)));
+}
+
+/**
+ * A running WebSocket server, as returned by {@linkcode serve}.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   open: (socket) => socket.subscribe("news"),
+ * });
+ * console.log(server.url); // e.g. ws://127.0.0.1:40123
+ * server.publish("news", "hello, subscribers");
+ * await server.shutdown();
+ * ```
+ */
+export class Server<T = undefined> implements SessionHost<T> {
+  /** The resolved options (defaults applied). */
+  readonly options: ResolvedOptions;
+  /** The application handlers. */
+  readonly handlers: Handlers<T>;
+  /** `"ws"`, or `"wss"` when serving TLS. */
+  readonly scheme: "ws" | "wss";
+  /** The address the server listens on. */
+  readonly addr: Deno.NetAddr;
+  /** Resolves when the server has shut down and every connection is closed. */
+  readonly finished: Promise<void>;
+  /** Coarse clock (ms since epoch), refreshed by housekeeping; connections read it instead of calling Date.now(). */
+  now: number = Date.now();
+
+  #listener: Deno.Listener;
+  #connections = new Set<Connection<T>>();
+  #sockets = new Set<ServerWebSocket<T>>();
+  #sessions = new Set<HttpSession<T>>();
+  #topics = new Map<string, Set<Connection<T>>>();
+  #timer: ReturnType<typeof setInterval>;
+  #stopping: Promise<void> | null = null;
+  #resolveFinished!: () => void;
+  #allClosed: (() => void) | null = null;
+
+  /** Starts listening. Prefer {@linkcode serve}. */
+  constructor(options: ServeOptions, handlers: Handlers<T>) {
+    this.options = resolveOptions(options);
+    this.handlers = handlers;
+    const { hostname, port, cert, key } = this.options;
+    this.scheme = cert !== undefined ? "wss" : "ws";
+    this.#listener = cert !== undefined && key !== undefined
+      ? Deno.listenTls({ hostname, port, cert, key })
+      : Deno.listen({ hostname, port });
+    this.addr = this.#listener.addr as Deno.NetAddr;
+    this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
+    this.#timer = setInterval(() => this.#housekeeping(), housekeepingInterval(this.options));
+    const signal = this.options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) queueMicrotask(() => this.shutdown());
+      else signal.addEventListener("abort", () => this.shutdown(), { once: true });
+    }
+    this.options.onListen?.(this.addr);
+    this.#acceptLoop();
+  }
+
+  /** The server's URL, e.g. `ws://127.0.0.1:8080`. IPv6 hosts are bracketed. */
+  get url(): string {
+    const host = this.addr.hostname.includes(":") ? `[${this.addr.hostname}]` : this.addr.hostname;
+    return `${this.scheme}://${host}:${this.addr.port}`;
+  }
+
+  /** The open sockets. */
+  get clients(): ReadonlySet<ServerWebSocket<T>> {
+    return this.#sockets;
+  }
+
+  /** How many WebSocket connections are open. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * Sends `data` to every subscriber of `topic`. The frame is encoded once and
+   * the same bytes are queued for every recipient; each recipient's writes are
+   * corked, so a burst of publishes becomes one write per subscriber.
+   * Subscribers over `maxBufferedAmount` are closed (1008) instead of slowing
+   * the others. Returns how many subscribers accepted the message.
+   */
+  publish(topic: string, data: SendData): number {
+    return this.publishFrame(topic, encodeMessage(data), null);
+  }
+
+  /** Sends `data` to every open socket; the frame is encoded once. Returns how many accepted it. */
+  broadcast(data: SendData): number {
+    const frame = encodeMessage(data);
+    let accepted = 0;
+    for (const connection of this.#connections) if (connection.sendFrame(frame)) accepted++;
+    return accepted;
+  }
+
+  /** How many sockets are subscribed to `topic`. */
+  subscriberCount(topic: string): number {
+    return this.#topics.get(topic)?.size ?? 0;
+  }
+
+  /**
+   * Shuts down gracefully: stops accepting, drops handshakes in progress,
+   * sends a close frame (1001 by default) to every client after what was
+   * already queued for it, waits up to `timeout` for the closing handshakes,
+   * then drops whoever is left. Resolves (like `finished`) when all is closed.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.#stopping ??= this.#shutdown(options);
+    return this.#stopping;
+  }
+
+  /** Shuts down; lets `await using server = serve(…)` clean up. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  async #shutdown(options: ShutdownOptions): Promise<void> {
+    const code = options.code ?? CloseCode.GoingAway;
+    const reason = options.reason ?? "server shutting down";
+    const timeout = options.timeout ?? this.options.closeTimeout;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const session of this.#sessions) session.abort();
+    this.#sessions.clear();
+    if (this.#connections.size > 0) {
+      const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
+      for (const connection of this.#connections) connection.shutdown(code, reason);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<void>((resolve) => timer = setTimeout(resolve, timeout));
+      await Promise.race([allClosed, timedOut]);
+      clearTimeout(timer);
+      for (const connection of [...this.#connections]) connection.terminate();
+    }
+    clearInterval(this.#timer);
+    this.#resolveFinished();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (this.#stopping === null) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#stopping !== null || error instanceof Deno.errors.BadResource) break;
+        // Out of descriptors and the like: report, pause briefly, keep serving.
+        this.reportError(error);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      this.#handle(conn);
+    }
+  }
+
+  async #handle(conn: Deno.Conn): Promise<void> {
+    if (this.#stopping !== null) {
+      conn.close();
+      return;
+    }
+    try {
+      (conn as Deno.TcpConn).setNoDelay?.(true);
+    } catch {
+      // Not a TCP connection (or already reset): no Nagle to turn off.
+    }
+    const session = new HttpSession<T>(this, conn);
+    this.#sessions.add(session);
+    const connection = await session.run();
+    this.#sessions.delete(session);
+    if (connection !== null) await connection.run();
+  }
+
+  #housekeeping(): void {
+    const now = this.now = Date.now();
+    for (const session of this.#sessions) {
+      if (now >= session.deadline) {
+        session.abort();
+        this.#sessions.delete(session);
+      }
+    }
+    for (const connection of this.#connections) connection.tick(now);
+  }
+
+  // ---- SessionHost / ConnectionHost ----
+
+  /** @internal */
+  canAccept(): boolean {
+    return this.#stopping === null && this.#connections.size < this.options.maxConnections;
+  }
+
+  /** @internal */
+  connectionOpened(connection: Connection<T>): void {
+    this.#connections.add(connection);
+    this.#sockets.add(connection.socket);
+  }
+
+  /** @internal */
+  connectionClosed(connection: Connection<T>): void {
+    this.#connections.delete(connection);
+    this.#sockets.delete(connection.socket);
+    if (this.#connections.size === 0 && this.#allClosed !== null) this.#allClosed();
+  }
+
+  /** @internal */
+  setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void {
+    let members = this.#topics.get(topic);
+    if (subscribed) {
+      if (members === undefined) this.#topics.set(topic, members = new Set());
+      members.add(connection);
+    } else if (members !== undefined) {
+      members.delete(connection);
+      if (members.size === 0) this.#topics.delete(topic);
+    }
+  }
+
+  /** @internal */
+  publishFrame(topic: string, frame: Uint8Array, except: Connection<T> | null): number {
+    const members = this.#topics.get(topic);
+    if (members === undefined) return 0;
+    let accepted = 0;
+    for (const connection of members) {
+      if (connection !== except && connection.sendFrame(frame)) accepted++;
+    }
+    return accepted;
+  }
+
+  /** @internal */
+  reportError(error: unknown, socket?: ServerWebSocket<T>): void {
+    const handler = this.handlers.error;
+    if (handler !== undefined) {
+      try {
+        handler.call(this.handlers, error, socket);
+        return;
+      } catch (secondary) {
+        error = secondary;
+      }
+    }
+    console.error("tsunagu:", error);
+  }
+}
+
+/**
+ * Starts a WebSocket server.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   message: (socket, data) => socket.send(data), // echo
+ * });
+ * const client = new WebSocket(server.url);
+ * client.onopen = () => client.send("ping?");
+ * const reply = await new Promise((resolve) => client.onmessage = (e) => resolve(e.data));
+ * console.log(reply); // "ping?"
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
+export function serve<T = undefined>(options: ServeOptions, handlers: Handlers<T> = {}): Server<T> {
+  return new Server<T>(options, handlers);
+}

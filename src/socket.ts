@@ -1,0 +1,345 @@
+/**
+ * The object applications hold for one WebSocket connection. It behaves like
+ * the standard `WebSocket` where the two overlap, so code written against
+ * `Deno.upgradeWebSocket` or the browser API reads the same.
+ *
+ * @module
+ */
+
+import type { Connection } from "./connection.ts";
+
+/** The `readyState` values, as on the standard `WebSocket`. */
+export const ReadyState = {
+  CONNECTING: 0,
+  OPEN: 1,
+  CLOSING: 2,
+  CLOSED: 3,
+} as const;
+
+/** Data {@linkcode ServerWebSocket.send} accepts: text is sent as a text frame, bytes as binary. */
+export type SendData = string | ArrayBuffer | ArrayBufferView;
+
+/** How binary messages appear in `message` events: a `Uint8Array` (default) or an `ArrayBuffer`. */
+export type BinaryType = "uint8array" | "arraybuffer";
+
+/** How a connection ended: what `close` handlers and events report. */
+export interface CloseInfo {
+  /** The close code: the peer's (1005 when it sent none), ours on a protocol error, 1006 when dropped. */
+  code: number;
+  /** The close reason. */
+  reason: string;
+  /** Whether the closing handshake completed. */
+  wasClean: boolean;
+}
+
+type Listener = ((this: ServerWebSocket, event: Event) => unknown) | null;
+
+interface IteratorState {
+  queue: (string | Uint8Array)[];
+  waiting: ((result: IteratorResult<string | Uint8Array>) => void) | null;
+  done: boolean;
+}
+
+/** Internal hooks the connection uses to reach a socket; not part of the public API. */
+export interface SocketInternals {
+  emitMessage(socket: ServerWebSocket<unknown>, data: string | Uint8Array): void;
+  emitClose(socket: ServerWebSocket<unknown>, info: CloseInfo): void;
+  emitError(socket: ServerWebSocket<unknown>, error: unknown): void;
+}
+
+/** Filled in by the class's static block: reaches the socket's private state. */
+export const socketInternals = {} as SocketInternals;
+
+/**
+ * One WebSocket connection, server side. Created by the server: applications
+ * receive it in their handlers and never construct it.
+ *
+ * Besides the handler style of {@linkcode serve}, it supports the standard
+ * event style (`onmessage`, `addEventListener("message", …)`) and
+ * `for await (const message of socket)`. Event objects are only allocated
+ * when someone listens for them.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   async open(socket) {
+ *     socket.send("welcome");
+ *     for await (const message of socket) socket.send(message); // echo until closed
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export class ServerWebSocket<T = undefined> extends EventTarget {
+  /** Readiness constant, as on the standard `WebSocket`. */
+  static readonly CONNECTING = 0;
+  /** Readiness constant, as on the standard `WebSocket`. */
+  static readonly OPEN = 1;
+  /** Readiness constant, as on the standard `WebSocket`. */
+  static readonly CLOSING = 2;
+  /** Readiness constant, as on the standard `WebSocket`. */
+  static readonly CLOSED = 3;
+
+  /** Application data, as returned by the `upgrade` handler. */
+  data: T;
+  /** How binary messages are given to event listeners and iterators. Handlers always get a `Uint8Array`. */
+  binaryType: BinaryType = "uint8array";
+
+  #connection: Connection<T>;
+  #listening = false;
+  #iterator: IteratorState | null = null;
+  #onopen: Listener = null;
+  #onmessage: Listener = null;
+  #onclose: Listener = null;
+  #onerror: Listener = null;
+  #closed: Promise<CloseInfo> | null = null;
+  #resolveClosed: ((info: CloseInfo) => void) | null = null;
+  #closeInfo: CloseInfo | null = null;
+
+  static {
+    socketInternals.emitMessage = (socket, data) => socket.#emitMessage(data);
+    socketInternals.emitClose = (socket, info) => socket.#emitClose(info);
+    socketInternals.emitError = (socket, error) => socket.#emitError(error);
+  }
+
+  /** Created by the server for each accepted upgrade; not for applications to call. */
+  constructor(connection: Connection<T>, data: T) {
+    super();
+    this.#connection = connection;
+    this.data = data;
+  }
+
+  /** The connection state: 0 connecting, 1 open, 2 closing, 3 closed. */
+  get readyState(): number {
+    return this.#connection.readyState;
+  }
+
+  /** The request URL, as `ws://host/path?query` (or `wss://`). */
+  get url(): string {
+    return this.#connection.url;
+  }
+
+  /** The subprotocol chosen during the handshake, or `""`. */
+  get protocol(): string {
+    return this.#connection.protocol;
+  }
+
+  /** The extensions in use, as answered in the handshake, or `""`. */
+  get extensions(): string {
+    return "";
+  }
+
+  /** Bytes of frames (headers included) accepted by `send` and not yet written to the socket. */
+  get bufferedAmount(): number {
+    return this.#connection.bufferedAmount;
+  }
+
+  /** The client's address. */
+  get remoteAddr(): Deno.NetAddr {
+    return this.#connection.remoteAddr;
+  }
+
+  /** The upgrade request's headers. */
+  get headers(): Headers {
+    return this.#connection.headers;
+  }
+
+  /** Resolves when the connection has closed, with the code and reason. */
+  get closed(): Promise<CloseInfo> {
+    if (this.#closed === null) {
+      this.#closed = this.#closeInfo !== null
+        ? Promise.resolve(this.#closeInfo)
+        : new Promise((resolve) => this.#resolveClosed = resolve);
+    }
+    return this.#closed;
+  }
+
+  /**
+   * Sends a message: strings as text, bytes as binary. Never blocks: the frame
+   * is queued and written with whatever else is sent in the same tick.
+   *
+   * Returns `false` when the message was not accepted: the socket is not open,
+   * or the peer is not reading and the send buffer is over `maxBufferedAmount`
+   * (the socket is then closed with 1008). Accepted messages are written
+   * unless the peer disconnects.
+   *
+   * @example
+   * ```ts ignore
+   * socket.send("hello");
+   * socket.send(new Uint8Array([1, 2, 3]));
+   * ```
+   */
+  send(data: SendData): boolean {
+    return this.#connection.send(data);
+  }
+
+  /**
+   * Starts the closing handshake: sends a close frame with `code` (default
+   * 1000) and `reason` (at most 123 UTF-8 bytes), then waits a bounded time
+   * for the peer's close before closing TCP. Does nothing if already closing.
+   *
+   * @throws {RangeError} for a code that may not be sent (valid: 1000-1003,
+   * 1007-1014, 3000-4999) or a reason over 123 bytes.
+   */
+  close(code?: number, reason?: string): void {
+    this.#connection.close(code, reason);
+  }
+
+  /** Closes the TCP connection at once, without a closing handshake (reported as 1006). */
+  terminate(): void {
+    this.#connection.terminate();
+  }
+
+  /** Sends a ping with an optional payload of at most 125 bytes. Returns whether it was queued. */
+  ping(data?: SendData): boolean {
+    return this.#connection.ping(data);
+  }
+
+  /** Resolves once every message sent so far has been written to the socket. */
+  drained(): Promise<void> {
+    return this.#connection.drained();
+  }
+
+  /** Subscribes to a topic for {@linkcode Server.publish}. Returns false if already subscribed. */
+  subscribe(topic: string): boolean {
+    return this.#connection.subscribe(topic);
+  }
+
+  /** Unsubscribes from a topic. Returns false if not subscribed. */
+  unsubscribe(topic: string): boolean {
+    return this.#connection.unsubscribe(topic);
+  }
+
+  /** Whether this socket is subscribed to `topic`. */
+  isSubscribed(topic: string): boolean {
+    return this.#connection.isSubscribed(topic);
+  }
+
+  /** The topics this socket is subscribed to. */
+  get topics(): string[] {
+    return this.#connection.topicList();
+  }
+
+  /**
+   * Sends `data` to every other subscriber of `topic` (not to this socket).
+   * The frame is encoded once for all recipients. Returns how many accepted it.
+   */
+  publish(topic: string, data: SendData): number {
+    return this.#connection.publish(topic, data, this);
+  }
+
+  /** Event-handler property, as on the standard `WebSocket`. Never fires on the server: sockets are handed over already open. */
+  get onopen(): Listener {
+    return this.#onopen;
+  }
+  set onopen(listener: Listener) {
+    this.#onopen = this.#swapListener("open", this.#onopen, listener);
+  }
+  /** Event-handler property for `message` events (`event.data` is a string or bytes). */
+  get onmessage(): Listener {
+    return this.#onmessage;
+  }
+  set onmessage(listener: Listener) {
+    this.#onmessage = this.#swapListener("message", this.#onmessage, listener);
+  }
+  /** Event-handler property for the `close` event (a `CloseEvent`). */
+  get onclose(): Listener {
+    return this.#onclose;
+  }
+  set onclose(listener: Listener) {
+    this.#onclose = this.#swapListener("close", this.#onclose, listener);
+  }
+  /** Event-handler property for `error` events (a handler failed). */
+  get onerror(): Listener {
+    return this.#onerror;
+  }
+  set onerror(listener: Listener) {
+    this.#onerror = this.#swapListener("error", this.#onerror, listener);
+  }
+
+  /** As `EventTarget.addEventListener`; also turns on event dispatch for this socket. */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    this.#listening = true;
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Iterates over incoming messages until the connection closes. Messages are
+   * queued from the first call on, so start iterating in `open`.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<string | Uint8Array> {
+    const state = this.#iterator ??= {
+      queue: [],
+      waiting: null,
+      done: this.#closeInfo !== null,
+    };
+    const iterator: AsyncIterableIterator<string | Uint8Array> = {
+      next: () => {
+        if (state.queue.length > 0) {
+          return Promise.resolve({ value: state.queue.shift()!, done: false });
+        }
+        if (state.done) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => state.waiting = resolve);
+      },
+      return: () => {
+        state.done = true;
+        state.queue = [];
+        this.#iterator = null;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  #swapListener(type: string, previous: Listener, next: Listener): Listener {
+    if (previous !== null) this.removeEventListener(type, previous as EventListener);
+    if (next !== null) this.addEventListener(type, next as EventListener);
+    return next;
+  }
+
+  #emitMessage(data: string | Uint8Array): void {
+    const iterator = this.#iterator;
+    if (iterator !== null && !iterator.done) {
+      if (iterator.waiting !== null) {
+        const resolve = iterator.waiting;
+        iterator.waiting = null;
+        resolve({ value: data, done: false });
+      } else {
+        iterator.queue.push(data);
+      }
+    }
+    if (this.#listening) {
+      const value = typeof data !== "string" && this.binaryType === "arraybuffer"
+        ? (data.buffer as ArrayBuffer).slice(data.byteOffset, data.byteOffset + data.byteLength)
+        : data;
+      this.dispatchEvent(new MessageEvent("message", { data: value }));
+    }
+  }
+
+  #emitClose(info: CloseInfo): void {
+    this.#closeInfo = info;
+    const iterator = this.#iterator;
+    if (iterator !== null) {
+      iterator.done = true;
+      if (iterator.waiting !== null) {
+        const resolve = iterator.waiting;
+        iterator.waiting = null;
+        resolve({ value: undefined, done: true });
+      }
+    }
+    if (this.#resolveClosed !== null) this.#resolveClosed(info);
+    if (this.#listening) this.dispatchEvent(new CloseEvent("close", info));
+  }
+
+  #emitError(error: unknown): void {
+    if (this.#listening) {
+      this.dispatchEvent(new ErrorEvent("error", { error, message: String(error) }));
+    }
+  }
+}
