@@ -29,6 +29,7 @@ export {
   ReadyState,
   type SendData,
   ServerWebSocket,
+  type SocketEventHandler,
 } from "./src/socket.ts";
 export type {
   Handlers,

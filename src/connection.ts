@@ -181,29 +181,29 @@ export class Connection<T> implements MessageHandler {
 
   // ---- MessageHandler: events from the assembler ----
 
-  /** @inheritdoc */
+  /** A text message: delivered to the application. */
   onText(text: string): void {
     this.#deliver(text);
   }
 
-  /** @inheritdoc */
+  /** A binary message: delivered to the application. */
   onBinary(data: Uint8Array): void {
     this.#deliver(data);
   }
 
-  /** @inheritdoc */
+  /** A ping: answered with a pong carrying the same payload, unless we are closing. */
   onPing(payload: Uint8Array): void {
     if (!this.#closeSent) this.#writer.enqueue(encodeFrame(Opcode.Pong, payload));
   }
 
-  /** @inheritdoc */
+  /** A pong: the heartbeat is answered. */
   onPong(payload: Uint8Array): void {
     this.pingSentAt = 0;
     const handler = this.#host.handlers.pong;
     if (handler !== undefined) this.#callHandler(handler, this.socket, payload.slice());
   }
 
-  /** @inheritdoc */
+  /** The peer's close frame: echo it, then close TCP once it is written. */
   onClose(code: number, reason: string): void {
     this.#closeReceived = { code, reason };
     this.#parser.stop();
@@ -214,7 +214,7 @@ export class Connection<T> implements MessageHandler {
     this.#finishAfterFlush(code, reason, true);
   }
 
-  /** @inheritdoc */
+  /** A protocol violation: fail the connection with its code. */
   onProtocolError(code: number, message: string): void {
     this.#parser.stop();
     this.#fail(code, message);

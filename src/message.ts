@@ -91,7 +91,7 @@ export class MessageAssembler implements FrameHandler {
     this.#maxPayload = options.maxPayload;
   }
 
-  /** @inheritdoc */
+  /** Frame header: checks fragment order and the size limit before any payload arrives. */
   onFrameStart(fin: boolean, _rsv: number, opcode: number, length: number): boolean {
     if (this.#closed) return false;
     this.#frameOpcode = opcode;
@@ -124,7 +124,7 @@ export class MessageAssembler implements FrameHandler {
     return true;
   }
 
-  /** @inheritdoc */
+  /** Payload bytes: decoded (text) or collected (binary) as they arrive. */
   onFramePayload(chunk: Uint8Array): boolean {
     const first = this.#frameReceived === 0;
     this.#frameReceived += chunk.length;
@@ -146,7 +146,7 @@ export class MessageAssembler implements FrameHandler {
       : this.#appendBinary(chunk);
   }
 
-  /** @inheritdoc */
+  /** Frame end: completes a message on its final fragment, or handles a control frame. */
   onFrameEnd(): boolean {
     const opcode = this.#frameOpcode;
     if (opcode >= Opcode.Close) return this.#endControl(opcode);
@@ -175,7 +175,7 @@ export class MessageAssembler implements FrameHandler {
     return !this.#closed;
   }
 
-  /** @inheritdoc */
+  /** A framing error from the parser: passed on as a protocol error. */
   onFrameError(code: number, message: string): void {
     this.#fail(code, message);
   }

@@ -56,23 +56,97 @@ function housekeepingInterval(options: ResolvedOptions): number {
  * await server.shutdown();
  * ```
  */
-export class Server<T = undefined> implements SessionHost<T> {
-  /** The resolved options (defaults applied). */
-  readonly options: ResolvedOptions;
-  /** The application handlers. */
-  readonly handlers: Handlers<T>;
-  /** `"ws"`, or `"wss"` when serving TLS. */
-  readonly scheme: "ws" | "wss";
+export class Server<T = undefined> {
+  #core: ServerCore<T>;
+
+  /** Starts listening. Prefer {@linkcode serve}. */
+  constructor(options: ServeOptions, handlers: Handlers<T>) {
+    this.#core = new ServerCore(options, handlers);
+  }
+
   /** The address the server listens on. */
-  readonly addr: Deno.NetAddr;
+  get addr(): Deno.NetAddr {
+    return this.#core.addr;
+  }
+
+  /** The server's URL, e.g. `ws://127.0.0.1:8080`. IPv6 hosts are bracketed. */
+  get url(): string {
+    const { addr, scheme } = this.#core;
+    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    return `${scheme}://${host}:${addr.port}`;
+  }
+
   /** Resolves when the server has shut down and every connection is closed. */
+  get finished(): Promise<void> {
+    return this.#core.finished;
+  }
+
+  /** The open sockets. */
+  get clients(): ReadonlySet<ServerWebSocket<T>> {
+    return this.#core.sockets;
+  }
+
+  /** How many WebSocket connections are open. */
+  get connectionCount(): number {
+    return this.#core.connections.size;
+  }
+
+  /**
+   * Sends `data` to every subscriber of `topic`. The frame is encoded once and
+   * the same bytes are queued for every recipient; each recipient's writes are
+   * corked, so a burst of publishes becomes one write per subscriber.
+   * Subscribers over `maxBufferedAmount` are closed (1008) instead of slowing
+   * the others. Returns how many subscribers accepted the message.
+   */
+  publish(topic: string, data: SendData): number {
+    return this.#core.publishFrame(topic, encodeMessage(data), null);
+  }
+
+  /** Sends `data` to every open socket; the frame is encoded once. Returns how many accepted it. */
+  broadcast(data: SendData): number {
+    const frame = encodeMessage(data);
+    let accepted = 0;
+    for (const connection of this.#core.connections) if (connection.sendFrame(frame)) accepted++;
+    return accepted;
+  }
+
+  /** How many sockets are subscribed to `topic`. */
+  subscriberCount(topic: string): number {
+    return this.#core.subscriberCount(topic);
+  }
+
+  /**
+   * Shuts down gracefully: stops accepting, drops handshakes in progress,
+   * sends a close frame (1001 by default) to every client after what was
+   * already queued for it, waits up to `timeout` for the closing handshakes,
+   * then drops whoever is left. Resolves (like `finished`) when all is closed.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    return this.#core.shutdown(options);
+  }
+
+  /** Shuts down; lets `await using server = serve(…)` clean up. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/**
+ * The server's internals: what connections and handshakes see of it. Kept
+ * apart from {@linkcode Server} so the public class shows only the public API.
+ */
+class ServerCore<T> implements SessionHost<T> {
+  readonly options: ResolvedOptions;
+  readonly handlers: Handlers<T>;
+  readonly scheme: "ws" | "wss";
+  readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
   /** Coarse clock (ms since epoch), refreshed by housekeeping; connections read it instead of calling Date.now(). */
   now: number = Date.now();
+  readonly connections = new Set<Connection<T>>();
+  readonly sockets = new Set<ServerWebSocket<T>>();
 
   #listener: Deno.Listener;
-  #connections = new Set<Connection<T>>();
-  #sockets = new Set<ServerWebSocket<T>>();
   #sessions = new Set<HttpSession<T>>();
   #topics = new Map<string, Set<Connection<T>>>();
   #timer: ReturnType<typeof setInterval>;
@@ -80,7 +154,6 @@ export class Server<T = undefined> implements SessionHost<T> {
   #resolveFinished!: () => void;
   #allClosed: (() => void) | null = null;
 
-  /** Starts listening. Prefer {@linkcode serve}. */
   constructor(options: ServeOptions, handlers: Handlers<T>) {
     this.options = resolveOptions(options);
     this.handlers = handlers;
@@ -94,67 +167,20 @@ export class Server<T = undefined> implements SessionHost<T> {
     this.#timer = setInterval(() => this.#housekeeping(), housekeepingInterval(this.options));
     const signal = this.options.signal;
     if (signal !== undefined) {
-      if (signal.aborted) queueMicrotask(() => this.shutdown());
-      else signal.addEventListener("abort", () => this.shutdown(), { once: true });
+      if (signal.aborted) queueMicrotask(() => this.shutdown({}));
+      else signal.addEventListener("abort", () => this.shutdown({}), { once: true });
     }
     this.options.onListen?.(this.addr);
     this.#acceptLoop();
   }
 
-  /** The server's URL, e.g. `ws://127.0.0.1:8080`. IPv6 hosts are bracketed. */
-  get url(): string {
-    const host = this.addr.hostname.includes(":") ? `[${this.addr.hostname}]` : this.addr.hostname;
-    return `${this.scheme}://${host}:${this.addr.port}`;
-  }
-
-  /** The open sockets. */
-  get clients(): ReadonlySet<ServerWebSocket<T>> {
-    return this.#sockets;
-  }
-
-  /** How many WebSocket connections are open. */
-  get connectionCount(): number {
-    return this.#connections.size;
-  }
-
-  /**
-   * Sends `data` to every subscriber of `topic`. The frame is encoded once and
-   * the same bytes are queued for every recipient; each recipient's writes are
-   * corked, so a burst of publishes becomes one write per subscriber.
-   * Subscribers over `maxBufferedAmount` are closed (1008) instead of slowing
-   * the others. Returns how many subscribers accepted the message.
-   */
-  publish(topic: string, data: SendData): number {
-    return this.publishFrame(topic, encodeMessage(data), null);
-  }
-
-  /** Sends `data` to every open socket; the frame is encoded once. Returns how many accepted it. */
-  broadcast(data: SendData): number {
-    const frame = encodeMessage(data);
-    let accepted = 0;
-    for (const connection of this.#connections) if (connection.sendFrame(frame)) accepted++;
-    return accepted;
-  }
-
-  /** How many sockets are subscribed to `topic`. */
   subscriberCount(topic: string): number {
     return this.#topics.get(topic)?.size ?? 0;
   }
 
-  /**
-   * Shuts down gracefully: stops accepting, drops handshakes in progress,
-   * sends a close frame (1001 by default) to every client after what was
-   * already queued for it, waits up to `timeout` for the closing handshakes,
-   * then drops whoever is left. Resolves (like `finished`) when all is closed.
-   */
-  shutdown(options: ShutdownOptions = {}): Promise<void> {
+  shutdown(options: ShutdownOptions): Promise<void> {
     this.#stopping ??= this.#shutdown(options);
     return this.#stopping;
-  }
-
-  /** Shuts down; lets `await using server = serve(…)` clean up. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.shutdown();
   }
 
   async #shutdown(options: ShutdownOptions): Promise<void> {
@@ -168,14 +194,14 @@ export class Server<T = undefined> implements SessionHost<T> {
     }
     for (const session of this.#sessions) session.abort();
     this.#sessions.clear();
-    if (this.#connections.size > 0) {
+    if (this.connections.size > 0) {
       const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
-      for (const connection of this.#connections) connection.shutdown(code, reason);
+      for (const connection of this.connections) connection.shutdown(code, reason);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<void>((resolve) => timer = setTimeout(resolve, timeout));
       await Promise.race([allClosed, timedOut]);
       clearTimeout(timer);
-      for (const connection of [...this.#connections]) connection.terminate();
+      for (const connection of [...this.connections]) connection.terminate();
     }
     clearInterval(this.#timer);
     this.#resolveFinished();
@@ -222,30 +248,24 @@ export class Server<T = undefined> implements SessionHost<T> {
         this.#sessions.delete(session);
       }
     }
-    for (const connection of this.#connections) connection.tick(now);
+    for (const connection of this.connections) connection.tick(now);
   }
 
-  // ---- SessionHost / ConnectionHost ----
-
-  /** @internal */
   canAccept(): boolean {
-    return this.#stopping === null && this.#connections.size < this.options.maxConnections;
+    return this.#stopping === null && this.connections.size < this.options.maxConnections;
   }
 
-  /** @internal */
   connectionOpened(connection: Connection<T>): void {
-    this.#connections.add(connection);
-    this.#sockets.add(connection.socket);
+    this.connections.add(connection);
+    this.sockets.add(connection.socket);
   }
 
-  /** @internal */
   connectionClosed(connection: Connection<T>): void {
-    this.#connections.delete(connection);
-    this.#sockets.delete(connection.socket);
-    if (this.#connections.size === 0 && this.#allClosed !== null) this.#allClosed();
+    this.connections.delete(connection);
+    this.sockets.delete(connection.socket);
+    if (this.connections.size === 0 && this.#allClosed !== null) this.#allClosed();
   }
 
-  /** @internal */
   setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void {
     let members = this.#topics.get(topic);
     if (subscribed) {
@@ -257,7 +277,6 @@ export class Server<T = undefined> implements SessionHost<T> {
     }
   }
 
-  /** @internal */
   publishFrame(topic: string, frame: Uint8Array, except: Connection<T> | null): number {
     const members = this.#topics.get(topic);
     if (members === undefined) return 0;
@@ -268,7 +287,6 @@ export class Server<T = undefined> implements SessionHost<T> {
     return accepted;
   }
 
-  /** @internal */
   reportError(error: unknown, socket?: ServerWebSocket<T>): void {
     const handler = this.handlers.error;
     if (handler !== undefined) {

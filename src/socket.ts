@@ -32,7 +32,8 @@ export interface CloseInfo {
   wasClean: boolean;
 }
 
-type Listener = ((this: ServerWebSocket, event: Event) => unknown) | null;
+/** An event-handler property value (`onmessage` and friends), as on the standard `WebSocket`. */
+export type SocketEventHandler = ((event: Event) => unknown) | null;
 
 interface IteratorState {
   queue: (string | Uint8Array)[];
@@ -89,10 +90,10 @@ export class ServerWebSocket<T = undefined> extends EventTarget {
   #connection: Connection<T>;
   #listening = false;
   #iterator: IteratorState | null = null;
-  #onopen: Listener = null;
-  #onmessage: Listener = null;
-  #onclose: Listener = null;
-  #onerror: Listener = null;
+  #onopen: SocketEventHandler = null;
+  #onmessage: SocketEventHandler = null;
+  #onclose: SocketEventHandler = null;
+  #onerror: SocketEventHandler = null;
   #closed: Promise<CloseInfo> | null = null;
   #resolveClosed: ((info: CloseInfo) => void) | null = null;
   #closeInfo: CloseInfo | null = null;
@@ -230,31 +231,31 @@ export class ServerWebSocket<T = undefined> extends EventTarget {
   }
 
   /** Event-handler property, as on the standard `WebSocket`. Never fires on the server: sockets are handed over already open. */
-  get onopen(): Listener {
+  get onopen(): SocketEventHandler {
     return this.#onopen;
   }
-  set onopen(listener: Listener) {
+  set onopen(listener: SocketEventHandler) {
     this.#onopen = this.#swapListener("open", this.#onopen, listener);
   }
   /** Event-handler property for `message` events (`event.data` is a string or bytes). */
-  get onmessage(): Listener {
+  get onmessage(): SocketEventHandler {
     return this.#onmessage;
   }
-  set onmessage(listener: Listener) {
+  set onmessage(listener: SocketEventHandler) {
     this.#onmessage = this.#swapListener("message", this.#onmessage, listener);
   }
   /** Event-handler property for the `close` event (a `CloseEvent`). */
-  get onclose(): Listener {
+  get onclose(): SocketEventHandler {
     return this.#onclose;
   }
-  set onclose(listener: Listener) {
+  set onclose(listener: SocketEventHandler) {
     this.#onclose = this.#swapListener("close", this.#onclose, listener);
   }
   /** Event-handler property for `error` events (a handler failed). */
-  get onerror(): Listener {
+  get onerror(): SocketEventHandler {
     return this.#onerror;
   }
-  set onerror(listener: Listener) {
+  set onerror(listener: SocketEventHandler) {
     this.#onerror = this.#swapListener("error", this.#onerror, listener);
   }
 
@@ -297,7 +298,11 @@ export class ServerWebSocket<T = undefined> extends EventTarget {
     return iterator;
   }
 
-  #swapListener(type: string, previous: Listener, next: Listener): Listener {
+  #swapListener(
+    type: string,
+    previous: SocketEventHandler,
+    next: SocketEventHandler,
+  ): SocketEventHandler {
     if (previous !== null) this.removeEventListener(type, previous as EventListener);
     if (next !== null) this.addEventListener(type, next as EventListener);
     return next;
