@@ -43,6 +43,7 @@ export class ByteReader {
   #byob: ReadableStreamBYOBReader | null = null;
   #smallReads = 0;
   #nextSize = 0;
+  #space = 0;
 
   constructor(conn: Deno.Conn, options: ByteReaderOptions) {
     this.#conn = conn;
@@ -57,6 +58,16 @@ export class ByteReader {
    * consume some first.
    */
   async fill(): Promise<number> {
+    return this.commit(await this.readRaw());
+  }
+
+  /**
+   * The hot-path form of {@linkcode fill}, in two halves:
+   * `reader.commit(await reader.readRaw())`. Awaiting the runtime's read
+   * promise directly saves the extra promise and microtask hop an async
+   * wrapper costs on every read.
+   */
+  readRaw(): Promise<number | null> {
     if (this.filled === this.buffer.length) this.#nextSize = this.buffer.length * 2;
     if (this.#nextSize !== 0) {
       this.#resize(this.#nextSize);
@@ -64,10 +75,18 @@ export class ByteReader {
     }
     const space = this.buffer.length - this.filled;
     if (space === 0) throw new RangeError("read buffer is full at its maximum size");
-    const n = this.#options.mode === "read" ? await this.#readDirect() : await this.#readStream();
-    if (n === 0) return 0;
+    this.#space = space;
+    if (this.#options.mode !== "read") return this.#readStream();
+    // An empty buffer (the usual case: the parser consumes whole reads) is
+    // passed as is, so no view is allocated per read.
+    return this.#conn.read(this.filled === 0 ? this.buffer : this.buffer.subarray(this.filled));
+  }
+
+  /** Accounts for a read started by {@linkcode readRaw}; returns the bytes read (0 at end). */
+  commit(n: number | null): number {
+    if (n === null || n === 0) return 0;
     this.filled += n;
-    this.#adapt(n, space);
+    this.#adapt(n, this.#space);
     return n;
   }
 
@@ -91,11 +110,6 @@ export class ByteReader {
       }
       this.#byob = null;
     }
-  }
-
-  async #readDirect(): Promise<number> {
-    const n = await this.#conn.read(this.buffer.subarray(this.filled));
-    return n ?? 0;
   }
 
   async #readStream(): Promise<number> {

@@ -12,7 +12,8 @@ import {
   CloseCode,
   encodeClosePayload,
   encodeFrame,
-  encodeTextFrame,
+  encodeFrameShared,
+  encodeTextFrameShared,
   MAX_CLOSE_REASON_BYTES,
   MAX_CONTROL_PAYLOAD,
   Opcode,
@@ -37,6 +38,8 @@ export interface ConnectionHost<T> {
   readonly now: number;
   /** The connection has finished; forget it. */
   connectionClosed(connection: Connection<T>): void;
+  /** The application has been told the connection closed (TCP may still be draining). */
+  socketClosed(connection: Connection<T>): void;
   /** Adds or removes a topic subscription. */
   setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void;
   /** Publishes an encoded frame to a topic's subscribers except `except`. */
@@ -71,8 +74,10 @@ export function toPayload(data: SendData): string | Uint8Array {
 export function encodeMessage(data: SendData): Uint8Array {
   const payload = toPayload(data);
   return typeof payload === "string"
-    ? encodeTextFrame(payload)
-    : encodeFrame(Opcode.Binary, payload);
+    // Shared-slab encoders: no allocation per small frame, and consecutive
+    // frames are adjacent so the writer corks them without copying.
+    ? encodeTextFrameShared(payload)
+    : encodeFrameShared(Opcode.Binary, payload);
 }
 
 function truncateReason(reason: string): string {
@@ -113,6 +118,19 @@ export class Connection<T> implements MessageHandler {
   #finishing = false;
   #finished = false;
   #closeReceived: { code: number; reason: string } | null = null;
+  /**
+   * Set when we failed the connection (protocol error, slow consumer,
+   * handler error): the application hears this code however TCP ends
+   * afterwards, even when the peer never reads our close frame and the
+   * close deadline cuts it off.
+   */
+  #failure: { code: number; reason: string } | null = null;
+  /** How the application will be told the connection ended, once TCP is done. */
+  #outcome: CloseInfo | null = null;
+  /** The peer's side of TCP ended (EOF or error): nothing more will be read. */
+  #peerEnded = false;
+  /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
+  #lingering = false;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -141,19 +159,25 @@ export class Connection<T> implements MessageHandler {
   }
 
   /** Runs the connection: calls `open`, then reads until the connection ends. */
-  async run(): Promise<void> {
+  run(): Promise<void> {
     this.#callHandler(this.#host.handlers.open, this.socket);
-    await this.#readLoop();
+    // Not async: returning the loop's promise keeps one suspended async
+    // frame per open connection instead of two (idle memory).
+    return this.#readLoop();
   }
 
   async #readLoop(): Promise<void> {
     const reader = this.#reader;
-    const parser = this.#parser;
     try {
       // Bytes that arrived together with the request head are frames already.
       if (reader.filled > 0) this.#feed();
-      while (!parser.failed && !this.#finished) {
-        const n = await reader.fill();
+      // After a protocol error or a close frame the parser ignores input, but
+      // reading goes on: closing a socket with unread bytes makes the kernel
+      // send a reset, which can destroy our close frame before the peer reads
+      // it. So we read (and discard) until the peer's EOF or the close deadline.
+      while (!this.#finished) {
+        // Awaits the runtime's read promise itself: one promise hop per read.
+        const n = reader.commit(await reader.readRaw());
         if (n === 0) break;
         this.#feed();
       }
@@ -162,12 +186,16 @@ export class Connection<T> implements MessageHandler {
     } finally {
       reader.release();
     }
+    this.#peerEnded = true;
+    if (this.#finished) return;
     if (!this.#finishing) {
+      // Dropped without a closing handshake (or while waiting for the peer's
+      // reply to our close).
       this.#finish(CloseCode.Abnormal, "", false);
-    } else if (!this.#finished && this.#closeReceived === null) {
-      // We had sent close and were waiting for the peer's; it went away instead.
-      this.#finish(CloseCode.Abnormal, "", false);
+    } else if (this.#lingering) {
+      this.#finishWithOutcome();
     }
+    // Otherwise our close frame is still being written; #lingerThenFinish ends it.
   }
 
   #feed(): void {
@@ -175,7 +203,7 @@ export class Connection<T> implements MessageHandler {
     this.lastReceived = this.#host.now;
     // The parser consumes everything (it keeps partial headers itself), so
     // the buffer is free for the next read as soon as push returns.
-    this.#parser.push(reader.buffer.subarray(0, reader.filled));
+    this.#parser.push(reader.buffer, reader.filled);
     reader.filled = 0;
   }
 
@@ -193,7 +221,11 @@ export class Connection<T> implements MessageHandler {
 
   /** A ping: answered with a pong carrying the same payload, unless we are closing. */
   onPing(payload: Uint8Array): void {
-    if (!this.#closeSent) this.#writer.enqueue(encodeFrame(Opcode.Pong, payload));
+    if (this.#closeSent) return;
+    // Pongs are owed, but a peer that floods pings and reads nothing must
+    // not grow the send queue without bound: they obey the same limit as sends.
+    if (this.#overBufferLimit()) return;
+    this.#writer.enqueue(encodeFrame(Opcode.Pong, payload));
   }
 
   /** A pong: the heartbeat is answered. */
@@ -224,8 +256,18 @@ export class Connection<T> implements MessageHandler {
     // Messages that arrive after we started closing are dropped, as the
     // standard WebSocket does in the CLOSING state.
     if (this.readyState !== ReadyState.OPEN) return;
-    const handler = this.#host.handlers.message;
-    if (handler !== undefined) this.#callHandler(handler, this.socket, data);
+    const handlers = this.#host.handlers;
+    const handler = handlers.message;
+    if (handler !== undefined) {
+      // #callHandler inlined for the per-message path: a direct call instead
+      // of a rest-arguments array and apply() on every message.
+      try {
+        const result = handler.call(handlers, this.socket, data);
+        if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+      } catch (error) {
+        this.handlerFailed(error);
+      }
+    }
     socketInternals.emitMessage(this.socket as ServerWebSocket<unknown>, data);
   }
 
@@ -240,18 +282,20 @@ export class Connection<T> implements MessageHandler {
     if (handler === undefined) return;
     try {
       const result = handler.apply(this.#host.handlers, args);
-      if (result instanceof Promise) result.catch((error) => this.#handlerFailed(error));
+      if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
     } catch (error) {
-      this.#handlerFailed(error);
+      this.handlerFailed(error);
     }
   }
 
-  #handlerFailed(error: unknown): void {
+  /** An application handler or listener failed: report it and close this socket with 1011. */
+  handlerFailed(error: unknown): void {
     this.#host.reportError(error, this.socket);
+    if (this.readyState !== ReadyState.OPEN) return;
+    // Fail first: an `error` listener that throws in turn then finds the
+    // socket closing and is only reported, not dispatched to again.
+    this.#fail(CloseCode.InternalError, "internal error");
     socketInternals.emitError(this.socket as ServerWebSocket<unknown>, error);
-    if (this.readyState === ReadyState.OPEN) {
-      this.#fail(CloseCode.InternalError, "internal error");
-    }
   }
 
   // ---- sending ----
@@ -263,12 +307,18 @@ export class Connection<T> implements MessageHandler {
 
   /** Queues an encoded data frame, applying the slow-consumer limit. */
   sendFrame(frame: Uint8Array): boolean {
-    if (this.readyState !== ReadyState.OPEN) return false;
-    if (this.#writer.bufferedAmount > this.#host.options.maxBufferedAmount) {
-      this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
-      return false;
-    }
+    if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
     this.#writer.enqueue(frame);
+    return true;
+  }
+
+  /**
+   * The slow-consumer check: over maxBufferedAmount waiting to be written,
+   * the peer is not reading, and the connection is failed with 1008.
+   */
+  #overBufferLimit(): boolean {
+    if (this.#writer.bufferedAmount <= this.#host.options.maxBufferedAmount) return false;
+    this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
     return true;
   }
 
@@ -314,16 +364,42 @@ export class Connection<T> implements MessageHandler {
   /** Fails the connection (RFC 6455 §7.1.7): send close with `code`, then close TCP. */
   #fail(code: number, message: string): void {
     if (this.#finishing) return;
+    this.#failure = { code, reason: message };
     this.#sendClose(code, truncateReason(message));
     this.#finishAfterFlush(code, message, false);
   }
 
-  /** Closes TCP once what is queued (our close frame last) has been written. */
+  /**
+   * Ends the connection once what is queued (our close frame last) has been
+   * written: then our side of TCP is shut (the peer sees EOF, so the server
+   * still closes first, as RFC 6455 §7.1.1 asks) and the connection ends at
+   * the peer's EOF or at the close deadline, whichever comes first.
+   */
   #finishAfterFlush(code: number, reason: string, wasClean: boolean): void {
     if (this.#finishing) return;
     this.#finishing = true;
+    this.#outcome = { code, reason, wasClean };
     this.#assembler.stop();
-    this.#writer.drained().then(() => this.#finish(code, reason, wasClean));
+    this.#writer.drained().then(() => this.#lingerThenFinish());
+  }
+
+  #lingerThenFinish(): void {
+    if (this.#finished) return;
+    // After a clean exchange of close frames the peer sends nothing more, so
+    // TCP can close at once. Only a failed connection (the peer may still be
+    // sending) needs to drain until the peer's EOF.
+    if (this.#peerEnded || this.#closeReceived !== null) return this.#finishWithOutcome();
+    // The closing handshake is over as far as the application is concerned:
+    // tell it now, not when the peer gets round to closing TCP.
+    const outcome = this.#outcome!;
+    this.#notifyClosed(outcome.code, outcome.reason, outcome.wasClean);
+    this.#lingering = true;
+    this.#conn.closeWrite().catch(() => this.#finishWithOutcome());
+  }
+
+  #finishWithOutcome(): void {
+    const outcome = this.#outcome ?? { code: CloseCode.Abnormal, reason: "", wasClean: false };
+    this.#finish(outcome.code, outcome.reason, outcome.wasClean);
   }
 
   /** Housekeeping, called by the server's timer with its clock. */
@@ -331,8 +407,9 @@ export class Connection<T> implements MessageHandler {
     if (this.#finished) return;
     const options = this.#host.options;
     if (this.#closeSent) {
-      // The peer never answered our close (or never read it): cut it off.
-      if (now >= this.closeDeadline) this.#finish(CloseCode.Abnormal, "", false);
+      // The peer never answered our close, never read it, or never closed
+      // its side of TCP after the exchange: cut it off.
+      if (now >= this.closeDeadline) this.#finishWithOutcome();
       return;
     }
     if (options.idleTimeout > 0 && now - this.lastReceived >= options.idleTimeout) {
@@ -361,7 +438,6 @@ export class Connection<T> implements MessageHandler {
     if (this.#finished) return;
     this.#finished = true;
     this.#finishing = true;
-    this.readyState = ReadyState.CLOSED;
     this.#parser.stop();
     this.#assembler.stop();
     this.#writer.abort();
@@ -370,16 +446,29 @@ export class Connection<T> implements MessageHandler {
     } catch {
       // Already closed by the peer's reset.
     }
+    this.#notifyClosed(code, reason, wasClean);
+    this.#host.connectionClosed(this);
+  }
+
+  /** Tells the application, once, that the connection is closed. */
+  #notifyClosed(code: number, reason: string, wasClean: boolean): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSED;
     const received = this.#closeReceived;
-    if (received !== null && wasClean) {
+    // The peer said goodbye with a code: that is the close code (RFC 6455
+    // §7.1.5), even if our echo could not be written before TCP ended.
+    if (received !== null) {
       code = received.code;
       reason = received.reason;
+    } else if (this.#failure !== null) {
+      code = this.#failure.code;
+      reason = this.#failure.reason;
     }
     if (this.#topics !== null) {
       for (const topic of this.#topics) this.#host.setSubscribed(this, topic, false);
       this.#topics = null;
     }
-    this.#host.connectionClosed(this);
+    this.#host.socketClosed(this);
     const info: CloseInfo = { code, reason, wasClean };
     this.#callHandler(this.#host.handlers.close, this.socket, code, reason);
     socketInternals.emitClose(this.socket as ServerWebSocket<unknown>, info);
@@ -389,7 +478,7 @@ export class Connection<T> implements MessageHandler {
 
   /** Subscribes to a topic. */
   subscribe(topic: string): boolean {
-    if (this.#finished) return false;
+    if (this.readyState === ReadyState.CLOSED) return false;
     const topics = this.#topics ??= new Set();
     if (topics.has(topic)) return false;
     topics.add(topic);

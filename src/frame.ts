@@ -4,6 +4,8 @@
  * @module
  */
 
+import { encodeUtf8Into, SHORT_UTF8, utf8Length } from "./utf8.ts";
+
 /**
  * WebSocket opcodes (RFC 6455 §5.2).
  *
@@ -141,6 +143,107 @@ export function encodeFrame(
 }
 
 const encoder = new TextEncoder();
+
+// ---- shared-slab encoders for the send path ----
+//
+// Allocating a small Uint8Array costs 100-400 ns in Deno (a backing store per
+// array), more than encoding a chat-sized frame. The send path instead carves
+// frames out of a 64 KiB slab with a bump pointer: one slab allocation per
+// ~1000 small frames, and a frame is only a view. Slab bytes are never
+// rewritten (a full slab is abandoned, not reused; the GC frees it when its
+// last frame is gone), so a queued frame stays valid. A bonus the writer
+// relies on: frames encoded one after another are adjacent in memory, so a
+// burst of them (pipelined echoes, several publishes) is written as one
+// range without copying. The public encoders above keep returning arrays of
+// their own, since a user may keep those.
+
+const SLAB_SIZE = 64 * 1024;
+// Larger frames get their own buffer: the copy dominates their cost anyway,
+// and one would pin a whole slab.
+const SLAB_MAX_FRAME = 4 * 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabUsed = 0;
+
+/** Reserves `size` bytes in the slab (a fresh slab when it does not fit). */
+function slabReserve(size: number): void {
+  if (slabUsed + size > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+}
+
+/**
+ * Encodes one unmasked frame like {@linkcode encodeFrame}, but small frames
+ * may share their `ArrayBuffer` with other frames (see the slab notes above).
+ * For internal send paths only: the result must not be handed to users.
+ */
+export function encodeFrameShared(opcode: number, payload: Uint8Array): Uint8Array {
+  const length = payload.length;
+  const size = frameHeaderSize(length) + length;
+  if (size > SLAB_MAX_FRAME) return encodeFrame(opcode, payload);
+  slabReserve(size);
+  const start = slabUsed;
+  const offset = writeFrameHeader(slab, start, true, opcode, length);
+  slab.set(payload, offset);
+  slabUsed = start + size;
+  return slab.subarray(start, start + size);
+}
+
+/**
+ * Encodes a string as one text frame like {@linkcode encodeTextFrame}, but
+ * may share the `ArrayBuffer` with other frames. Short strings are encoded by
+ * a JS loop (src/utf8.ts): the native encoder's per-call cost exceeds the
+ * whole encoding for them.
+ */
+export function encodeTextFrameShared(text: string): Uint8Array {
+  const units = text.length;
+  if (units <= SHORT_UTF8) {
+    // One pass for ASCII: while every unit is below 0x80 the byte length is
+    // the string length, so the header is known before encoding.
+    if (units < 126) {
+      slabReserve(2 + units);
+      const start = slabUsed;
+      let p = start + 2;
+      let i = 0;
+      for (; i < units; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 0x80) break;
+        slab[p++] = c;
+      }
+      if (i === units) {
+        slab[start] = 0x80 | Opcode.Text;
+        slab[start + 1] = units;
+        slabUsed = p;
+        return slab.subarray(start, p);
+      }
+      // Not ASCII: the bytes written are abandoned, encode properly below.
+    }
+    const length = utf8Length(text);
+    const size = frameHeaderSize(length) + length;
+    slabReserve(size);
+    const start = slabUsed;
+    encodeUtf8Into(text, slab, writeFrameHeader(slab, start, true, Opcode.Text, length));
+    slabUsed = start + size;
+    return slab.subarray(start, start + size);
+  }
+  // Worst case 3 bytes per UTF-16 unit; encode in place, then give back what
+  // was not used.
+  const max = units * 3;
+  const maxHeader = frameHeaderSize(max);
+  if (maxHeader + max > SLAB_MAX_FRAME) return encodeTextFrame(text);
+  slabReserve(maxHeader + max);
+  const start = slabUsed;
+  const { written } = encoder.encodeInto(
+    text,
+    slab.subarray(start + maxHeader, start + maxHeader + max),
+  );
+  const header = frameHeaderSize(written);
+  // The header goes right before the text; the gap (if any) stays unused.
+  const frameStart = start + maxHeader - header;
+  writeFrameHeader(slab, frameStart, true, Opcode.Text, written);
+  slabUsed = start + maxHeader + written;
+  return slab.subarray(frameStart, slabUsed);
+}
 
 /**
  * Encodes a string as one unmasked text frame. The string is encoded straight

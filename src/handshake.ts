@@ -66,6 +66,7 @@ export function findHeadEnd(bytes: Uint8Array, from: number, to: number): number
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: visible ASCII, obs-text, spaces and tabs; no control characters.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const OWS_EDGES = /^[ \t]+|[ \t]+$/g;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/(\d)\.(\d)$/;
 
 const latin1 = new TextDecoder("latin1");
@@ -97,7 +98,9 @@ export function parseRequestHead(bytes: Uint8Array): RequestHead | HandshakeReje
     if (colon <= 0) return { status: 400, message: "malformed header line" };
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) return { status: 400, message: "malformed header name" };
-    const value = line.slice(colon + 1).trim();
+    // Only SP and HTAB are optional whitespace: String#trim would also drop
+    // control characters (and latin1 0xA0) before the value check sees them.
+    const value = line.slice(colon + 1).replace(OWS_EDGES, "");
     if (!FIELD_VALUE.test(value)) return { status: 400, message: "invalid header value" };
     headers.push([name.toLowerCase(), value]);
   }
@@ -244,8 +247,8 @@ export function encodeSwitchingProtocols(
 ): Uint8Array {
   let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
     `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n`;
-  if (options.protocol) head += `Sec-WebSocket-Protocol: ${options.protocol}\r\n`;
-  if (options.extensions) head += `Sec-WebSocket-Extensions: ${options.extensions}\r\n`;
+  if (options.protocol) head += formatHeader("Sec-WebSocket-Protocol", options.protocol);
+  if (options.extensions) head += formatHeader("Sec-WebSocket-Extensions", options.extensions);
   if (options.headers) {
     for (const [name, value] of options.headers) head += formatHeader(name, value);
   }

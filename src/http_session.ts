@@ -28,11 +28,25 @@ import type { UpgradeAccept } from "./options.ts";
 export interface SessionHost<T> extends ConnectionHost<T> {
   /** Whether another WebSocket connection may open (maxConnections). */
   canAccept(): boolean;
+  /**
+   * Takes one of the maxConnections slots for an upgrade whose 101 is about
+   * to be written; false when none is free. Every `true` is paired with one
+   * {@linkcode SessionHost.releaseSlot}, made after `connectionOpened` when
+   * the upgrade succeeds. Without it, concurrent upgrades that all passed
+   * `canAccept` while their 101 was being written would exceed the limit.
+   */
+  reserveSlot(): boolean;
+  /** Gives back a slot taken by {@linkcode SessionHost.reserveSlot}. */
+  releaseSlot(): void;
   /** A new WebSocket connection is open. */
   connectionOpened(connection: Connection<T>): void;
   /** `"ws"` or `"wss"`. */
   readonly scheme: "ws" | "wss";
 }
+
+// Bounds on reading after a response, before the connection is closed.
+const RESPONSE_LINGER_MS = 1000;
+const RESPONSE_LINGER_BYTES = 64 * 1024;
 
 /** Writes all of `bytes`; `conn.write` may write only part. */
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -140,10 +154,34 @@ export class HttpSession<T> {
     if (this.#done) return;
     try {
       await writeAll(this.#conn, bytes);
+      await this.#conn.closeWrite();
+      await this.#drainBriefly();
     } catch {
       // The peer left; nothing to tell it.
     }
     this.abort();
+  }
+
+  /**
+   * After a response, reads and discards what the client still sends, until
+   * its EOF or a short deadline: closing with unread bytes would make the
+   * kernel send a reset, which can destroy the response before the client
+   * reads it (a 431 or 503 must arrive to be useful).
+   */
+  async #drainBriefly(): Promise<void> {
+    const reader = this.#reader;
+    const timer = setTimeout(() => this.abort(), RESPONSE_LINGER_MS);
+    try {
+      let discarded = 0;
+      while (!this.#done && discarded < RESPONSE_LINGER_BYTES) {
+        reader.filled = 0;
+        const n = await reader.fill();
+        if (n === 0) break;
+        discarded += n;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #url(head: RequestHead, scheme: string): string {
@@ -187,33 +225,43 @@ export class HttpSession<T> {
         return null;
       }
       accepted = result ?? {};
-      // The hook may have taken long; the limit may have been reached meanwhile.
-      if (!host.canAccept()) {
-        await this.#reject({ status: 503, message: "too many connections" });
-        return null;
-      }
     }
     const protocol = this.#chooseProtocol(upgrade, accepted.protocol);
     if (this.#done) return null;
-    await writeAll(
-      this.#conn,
-      encodeSwitchingProtocols(upgrade.key, {
-        protocol,
-        headers: accepted.headers ? new Headers(accepted.headers) : undefined,
-      }),
-    );
-    if (this.#done) return null;
-    this.#done = true;
-    const connection = new Connection<T>(host, {
-      conn: this.#conn,
-      reader: this.#reader,
-      url: this.#url(head, host.scheme),
+    const response = encodeSwitchingProtocols(upgrade.key, {
       protocol,
-      headers: () => new Headers(head.headers),
-      data: accepted.data as T,
+      headers: accepted.headers ? new Headers(accepted.headers) : undefined,
     });
-    host.connectionOpened(connection);
-    return connection;
+    // The hook may have taken long, and other upgrades may be writing their
+    // 101 right now: hold a slot from here until the connection is registered.
+    if (!host.reserveSlot()) {
+      await this.#reject({ status: 503, message: "too many connections" });
+      return null;
+    }
+    try {
+      try {
+        await writeAll(this.#conn, response);
+      } catch {
+        // The peer left (or the deadline closed it) before its 101 was
+        // written: nothing opened, and nothing for the application to hear.
+        this.abort();
+        return null;
+      }
+      if (this.#done) return null;
+      this.#done = true;
+      const connection = new Connection<T>(host, {
+        conn: this.#conn,
+        reader: this.#reader,
+        url: this.#url(head, host.scheme),
+        protocol,
+        headers: () => new Headers(head.headers),
+        data: accepted.data as T,
+      });
+      host.connectionOpened(connection);
+      return connection;
+    } finally {
+      host.releaseSlot();
+    }
   }
 
   /**
@@ -286,30 +334,38 @@ export class HttpSession<T> {
       await this.#reject({ status: 413, message: "request body too large" });
       return null;
     }
+    // Memory follows the bytes that arrive, never the length the header
+    // claims: many peers announcing large bodies and sending none cost little.
     const reader = this.#reader;
-    const body = new Uint8Array(length);
-    let got = Math.min(reader.filled, length);
-    body.set(reader.buffer.subarray(0, got));
-    reader.consume(got);
+    const chunks: Uint8Array[] = [];
+    let got = 0;
     while (got < length) {
-      const n = await reader.fill().catch(() => 0);
-      if (n === 0) {
+      if (reader.filled === 0 && await reader.fill().catch(() => 0) === 0) {
         this.abort();
         return null;
       }
       const take = Math.min(reader.filled, length - got);
-      body.set(reader.buffer.subarray(0, take), got);
+      chunks.push(reader.buffer.slice(0, take));
       reader.consume(take);
       got += take;
+    }
+    if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
+    const body = new Uint8Array(length);
+    let offset = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, offset);
+      offset += chunk.length;
     }
     return body;
   }
 
   async #respond(response: Response, head: RequestHead): Promise<void> {
-    const body = head.method === "HEAD" || response.body === null
+    const body = response.body === null
       ? new Uint8Array(0)
       : new Uint8Array(await response.arrayBuffer());
     const responseHead = encodeResponseHead(response.status, response.headers, body.length);
+    // HEAD: the Content-Length GET would get (RFC 9110 §9.3.2), without the body.
+    if (head.method === "HEAD") return await this.#respondBytes(responseHead);
     const bytes = new Uint8Array(responseHead.length + body.length);
     bytes.set(responseHead);
     bytes.set(body, responseHead.length);

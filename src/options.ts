@@ -15,7 +15,11 @@ import type { ServerWebSocket } from "./socket.ts";
  * ```ts
  * import { serve, type ServeOptions } from "@tsunagu/ws";
  * const options: ServeOptions = { port: 0, hostname: "127.0.0.1", maxPayload: 1 << 20 };
- * const server = serve(options, { message: (socket, data) => socket.send(data) });
+ * const server = serve(options, {
+ *   message(socket, data) {
+ *     socket.send(data);
+ *   },
+ * });
  * await server.shutdown();
  * ```
  */
@@ -97,7 +101,8 @@ export interface RequestInfo {
 }
 
 /**
- * Application callbacks. All are optional; each may be async. An exception
+ * Application callbacks. All are optional; each may be async (return values
+ * are ignored, except that a rejected promise counts as a throw). An exception
  * thrown (or promise rejected) in `open` or `message` closes that socket with
  * 1011 and is passed to `error`.
  *
@@ -106,8 +111,12 @@ export interface RequestInfo {
  * import type { Handlers } from "@tsunagu/ws";
  * const handlers: Handlers<{ name: string }> = {
  *   upgrade: (request) => ({ data: { name: new URL(request.url).searchParams.get("name") ?? "guest" } }),
- *   open: (socket) => socket.send(`hello ${socket.data.name}`),
- *   message: (socket, data) => socket.send(data),
+ *   open(socket) {
+ *     socket.send(`hello ${socket.data.name}`);
+ *   },
+ *   message(socket, data) {
+ *     socket.send(data);
+ *   },
  * };
  * ```
  */
@@ -122,13 +131,13 @@ export interface Handlers<T = undefined> {
     info: UpgradeInfo,
   ): Response | UpgradeAccept<T> | void | Promise<Response | UpgradeAccept<T> | void>;
   /** A connection is open. */
-  open?(socket: ServerWebSocket<T>): void | Promise<void>;
+  open?(socket: ServerWebSocket<T>): unknown;
   /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
-  message?(socket: ServerWebSocket<T>, data: string | Uint8Array): void | Promise<void>;
+  message?(socket: ServerWebSocket<T>, data: string | Uint8Array): unknown;
   /** A connection closed: the peer's code (1005 none, 1006 dropped) or the one we failed it with. */
-  close?(socket: ServerWebSocket<T>, code: number, reason: string): void | Promise<void>;
+  close?(socket: ServerWebSocket<T>, code: number, reason: string): unknown;
   /** A pong arrived (heartbeat replies included). */
-  pong?(socket: ServerWebSocket<T>, payload: Uint8Array): void;
+  pong?(socket: ServerWebSocket<T>, payload: Uint8Array): unknown;
   /** A handler failed; the socket, if any, is being closed with 1011. */
   error?(error: unknown, socket?: ServerWebSocket<T>): void;
   /** Answers plain HTTP requests (not upgrades). Without it: 426 for GET, 405 otherwise. */

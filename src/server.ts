@@ -27,6 +27,17 @@ export interface ShutdownOptions {
   timeout?: number;
 }
 
+/** Waits for `promise` or `ms` milliseconds, whichever comes first; leaves no timer behind. */
+async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // Housekeeping runs at a quarter of the shortest configured timeout, so a
 // deadline fires at most 25% late, but never more often than every 10 ms nor
 // less often than every second.
@@ -49,7 +60,9 @@ function housekeepingInterval(options: ResolvedOptions): number {
  * ```ts
  * import { serve } from "@tsunagu/ws";
  * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
- *   open: (socket) => socket.subscribe("news"),
+ *   open(socket) {
+ *     socket.subscribe("news");
+ *   },
  * });
  * console.log(server.url); // e.g. ws://127.0.0.1:40123
  * server.publish("news", "hello, subscribers");
@@ -86,9 +99,9 @@ export class Server<T = undefined> {
     return this.#core.sockets;
   }
 
-  /** How many WebSocket connections are open. */
+  /** How many WebSocket connections are open (not yet closed as far as the application knows). */
   get connectionCount(): number {
-    return this.#core.connections.size;
+    return this.#core.sockets.size;
   }
 
   /**
@@ -102,7 +115,11 @@ export class Server<T = undefined> {
     return this.#core.publishFrame(topic, encodeMessage(data), null);
   }
 
-  /** Sends `data` to every open socket; the frame is encoded once. Returns how many accepted it. */
+  /**
+   * Sends `data` to every open socket; the frame is encoded once. Returns how
+   * many accepted it. Slow consumers are handled as in {@linkcode Server.publish}:
+   * closed with 1008 and skipped, never waited for.
+   */
   broadcast(data: SendData): number {
     const frame = encodeMessage(data);
     let accepted = 0;
@@ -148,11 +165,17 @@ class ServerCore<T> implements SessionHost<T> {
 
   #listener: Deno.Listener;
   #sessions = new Set<HttpSession<T>>();
+  /** Upgrades writing their 101: they count against maxConnections already. */
+  #reservedSlots = 0;
   #topics = new Map<string, Set<Connection<T>>>();
   #timer: ReturnType<typeof setInterval>;
   #stopping: Promise<void> | null = null;
   #resolveFinished!: () => void;
   #allClosed: (() => void) | null = null;
+  /** The accept loop; it ends once the listener is really closed. */
+  #accepting: Promise<void>;
+  /** Every accepted TCP connection's life (handshake, then WebSocket), until it ends. */
+  #tasks = new Set<Promise<void>>();
 
   constructor(options: ServeOptions, handlers: Handlers<T>) {
     this.options = resolveOptions(options);
@@ -171,7 +194,7 @@ class ServerCore<T> implements SessionHost<T> {
       else signal.addEventListener("abort", () => this.shutdown({}), { once: true });
     }
     this.options.onListen?.(this.addr);
-    this.#acceptLoop();
+    this.#accepting = this.#acceptLoop();
   }
 
   subscriberCount(topic: string): number {
@@ -197,13 +220,17 @@ class ServerCore<T> implements SessionHost<T> {
     if (this.connections.size > 0) {
       const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
       for (const connection of this.connections) connection.shutdown(code, reason);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<void>((resolve) => timer = setTimeout(resolve, timeout));
-      await Promise.race([allClosed, timedOut]);
-      clearTimeout(timer);
+      await waitAtMost(allClosed, timeout);
       for (const connection of [...this.connections]) connection.terminate();
     }
     clearInterval(this.#timer);
+    // Only when the pending accept has settled is the listening socket
+    // really closed: until then a connect could still be queued and reset.
+    await this.#accepting;
+    // Let every read loop and handshake unwind, so no socket operation of
+    // ours is pending once `finished` resolves. Bounded: an upgrade or fetch
+    // handler that never returns must not hold shutdown forever.
+    if (this.#tasks.size > 0) await waitAtMost(Promise.all(this.#tasks), timeout);
     this.#resolveFinished();
   }
 
@@ -219,7 +246,9 @@ class ServerCore<T> implements SessionHost<T> {
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
-      this.#handle(conn);
+      const task = this.#handle(conn).catch((error) => this.reportError(error));
+      this.#tasks.add(task);
+      task.then(() => this.#tasks.delete(task));
     }
   }
 
@@ -237,7 +266,9 @@ class ServerCore<T> implements SessionHost<T> {
     this.#sessions.add(session);
     const connection = await session.run();
     this.#sessions.delete(session);
-    if (connection !== null) await connection.run();
+    // Returned, not awaited: this frame (with the session it holds) is freed
+    // while the connection lives on (idle memory per connection).
+    if (connection !== null) return connection.run();
   }
 
   #housekeeping(): void {
@@ -252,7 +283,18 @@ class ServerCore<T> implements SessionHost<T> {
   }
 
   canAccept(): boolean {
-    return this.#stopping === null && this.connections.size < this.options.maxConnections;
+    return this.#stopping === null &&
+      this.connections.size + this.#reservedSlots < this.options.maxConnections;
+  }
+
+  reserveSlot(): boolean {
+    if (!this.canAccept()) return false;
+    this.#reservedSlots++;
+    return true;
+  }
+
+  releaseSlot(): void {
+    this.#reservedSlots--;
   }
 
   connectionOpened(connection: Connection<T>): void {
@@ -260,9 +302,13 @@ class ServerCore<T> implements SessionHost<T> {
     this.sockets.add(connection.socket);
   }
 
+  socketClosed(connection: Connection<T>): void {
+    this.sockets.delete(connection.socket);
+  }
+
   connectionClosed(connection: Connection<T>): void {
     this.connections.delete(connection);
-    this.sockets.delete(connection.socket);
+    this.socketClosed(connection);
     if (this.connections.size === 0 && this.#allClosed !== null) this.#allClosed();
   }
 
@@ -280,6 +326,13 @@ class ServerCore<T> implements SessionHost<T> {
   publishFrame(topic: string, frame: Uint8Array, except: Connection<T> | null): number {
     const members = this.#topics.get(topic);
     if (members === undefined) return 0;
+    // Slow-consumer policy (publish and broadcast alike): a fan-out never
+    // waits for anyone and never queues without bound. Each subscriber gets
+    // the same frame through sendFrame, which refuses it when that
+    // subscriber already has more than maxBufferedAmount waiting; the
+    // subscriber is then failed with 1008 (its close handler hears 1008) and
+    // skipped from then on, while every other subscriber still gets this
+    // message and later ones. A refused message is not retried or queued.
     let accepted = 0;
     for (const connection of members) {
       if (connection !== except && connection.sendFrame(frame)) accepted++;
@@ -308,7 +361,9 @@ class ServerCore<T> implements SessionHost<T> {
  * ```ts
  * import { serve } from "@tsunagu/ws";
  * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
- *   message: (socket, data) => socket.send(data), // echo
+ *   message(socket, data) {
+ *     socket.send(data); // echo
+ *   },
  * });
  * const client = new WebSocket(server.url);
  * client.onopen = () => client.send("ping?");

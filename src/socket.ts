@@ -89,6 +89,8 @@ export class ServerWebSocket<T = undefined> extends EventTarget {
 
   #connection: Connection<T>;
   #listening = false;
+  // The guarded wrapper registered for each listener, so removal finds it.
+  #wrappers: Map<EventListenerOrEventListenerObject, EventListener> | null = null;
   #iterator: IteratorState | null = null;
   #onopen: SocketEventHandler = null;
   #onmessage: SocketEventHandler = null;
@@ -259,14 +261,48 @@ export class ServerWebSocket<T = undefined> extends EventTarget {
     this.#onerror = this.#swapListener("error", this.#onerror, listener);
   }
 
-  /** As `EventTarget.addEventListener`; also turns on event dispatch for this socket. */
+  /**
+   * As `EventTarget.addEventListener`; also turns on event dispatch for this
+   * socket. A listener that throws (or returns a rejected promise) is treated
+   * like a failing handler: the socket closes with 1011 and the error goes to
+   * the `error` handler, instead of becoming an uncaught exception that would
+   * end the whole process.
+   */
   override addEventListener(
     type: string,
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | AddEventListenerOptions,
   ): void {
+    if (listener === null) return;
     this.#listening = true;
-    super.addEventListener(type, listener, options);
+    const wrappers = this.#wrappers ??= new Map();
+    let guarded = wrappers.get(listener);
+    if (guarded === undefined) {
+      guarded = (event: Event) => {
+        try {
+          const result: unknown = typeof listener === "function"
+            ? listener.call(this, event)
+            : listener.handleEvent(event);
+          if (result instanceof Promise) {
+            result.catch((error) => this.#connection.handlerFailed(error));
+          }
+        } catch (error) {
+          this.#connection.handlerFailed(error);
+        }
+      };
+      wrappers.set(listener, guarded);
+    }
+    super.addEventListener(type, guarded, options);
+  }
+
+  /** As `EventTarget.removeEventListener`. */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    const guarded = listener === null ? undefined : this.#wrappers?.get(listener);
+    if (guarded !== undefined) super.removeEventListener(type, guarded, options);
   }
 
   /**

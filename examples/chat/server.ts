@@ -2,35 +2,21 @@
  * Broadcast chat: serves the chat page on `/` and relays every message sent
  * on a WebSocket path to everyone connected on the same path (a room).
  *
- *   deno run --allow-net --allow-read examples/chat/server.ts [port] [--hostname HOST]
+ *   deno run --allow-net examples/chat/server.ts [port] [--hostname HOST]
  *
  * Port defaults to 8080, hostname to 127.0.0.1. From JSR, import with
  * `import { serve } from "jsr:@tsunagu/ws";`
  *
  * Wire format: clients send JSON `{ "name": string, "text": string }`; the
- * server sends everyone in the room `{ "name", "text", "time" }`.
+ * server sends everyone in the room `{ "name", "text", "time" }`. The page and
+ * the message check live in `src/chat.ts`, shared with `tsunagu serve --mode
+ * chat`.
  *
  * @module
  */
 
 import { serve } from "../../mod.ts";
-
-interface ChatMessage {
-  name: string;
-  text: string;
-}
-
-function parseChatMessage(data: string | Uint8Array): ChatMessage | null {
-  if (typeof data !== "string") return null;
-  try {
-    const value = JSON.parse(data);
-    if (typeof value?.name !== "string" || typeof value?.text !== "string") return null;
-    // Cap sizes so one client cannot make everyone's page huge.
-    return { name: value.name.slice(0, 40), text: value.text.slice(0, 2000) };
-  } catch {
-    return null;
-  }
-}
+import { CHAT_PAGE_HTML as page, parseChatMessage } from "../../src/chat.ts";
 
 let port = 8080;
 let hostname = "127.0.0.1";
@@ -43,8 +29,6 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error("chat: usage: server.ts [port] [--hostname HOST]");
   Deno.exit(2);
 }
-
-const page = await Deno.readFile(new URL("./index.html", import.meta.url));
 
 const server = serve<{ room: string }>({
   port,

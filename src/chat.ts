@@ -1,4 +1,46 @@
-<!doctype html>
+/**
+ * The chat room shared by `examples/chat/server.ts` and `tsunagu serve --mode
+ * chat`: the browser page (kept here as a string so the published package and
+ * the compiled binary carry it without reading files at run time) and the
+ * wire-format check for incoming messages.
+ *
+ * Wire format: clients send JSON `{ "name": string, "text": string }`; the
+ * server sends everyone in the room `{ "name", "text", "time" }`. The page
+ * connects to `/chat` on the host that served it (`wss:` when served over
+ * HTTPS).
+ *
+ * @module
+ */
+
+/** A chat message as a client sends it. */
+export interface ChatMessage {
+  /** The sender's nickname, at most 40 characters. */
+  name: string;
+  /** The message text, at most 2000 characters. */
+  text: string;
+}
+
+/** The path the chat page's WebSocket connects to. */
+export const CHAT_SOCKET_PATH = "/chat";
+
+/**
+ * Parses a client's chat message; `null` when it is not JSON
+ * `{ name: string, text: string }`. Sizes are capped so one client cannot make
+ * everyone's page huge.
+ */
+export function parseChatMessage(data: string | Uint8Array): ChatMessage | null {
+  if (typeof data !== "string") return null;
+  try {
+    const value = JSON.parse(data);
+    if (typeof value?.name !== "string" || typeof value?.text !== "string") return null;
+    return { name: value.name.slice(0, 40), text: value.text.slice(0, 2000) };
+  } catch {
+    return null;
+  }
+}
+
+/** The chat page: one self-contained HTML document (styles and script inline). */
+export const CHAT_PAGE_HTML: string = `<!doctype html>
 <html lang="en">
   <head>
     <meta charset="utf-8">
@@ -133,3 +175,4 @@
     </script>
   </body>
 </html>
+`;

@@ -1,0 +1,59 @@
+/**
+ * Runs a command to its end with a deadline (SIGKILL when it passes) and
+ * returns its exit code and decoded output: for CLI runs that should end by
+ * themselves (help, version, errors, `deno compile`).
+ *
+ * Test tooling, not part of the published library.
+ *
+ * @module
+ */
+
+import { ROOT } from "./example_process.ts";
+
+/** What a finished command left. */
+export interface Finished {
+  /** The exit code (137 when it was killed at the deadline). */
+  code: number;
+  /** Everything written to stdout. */
+  stdout: string;
+  /** Everything written to stderr. */
+  stderr: string;
+}
+
+/**
+ * Runs `command args…` in the repository root with stdin closed and waits
+ * for it, killing it after `timeoutMs`.
+ */
+export async function runToEnd(
+  command: string,
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<Finished> {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited meanwhile.
+    }
+  }, timeoutMs);
+  try {
+    const { code, stdout, stderr } = await child.output();
+    const decoder = new TextDecoder();
+    return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `deno run <flags> src/cli.ts <args>` to its end. */
+export function runCliProcess(args: string[], flags: string[]): Promise<Finished> {
+  return runToEnd(Deno.execPath(), ["run", ...flags, "src/cli.ts", ...args]);
+}
