@@ -11,6 +11,7 @@ import {
   encodeTextFrame,
   encodeTextFrameShared,
   Opcode,
+  slabText,
 } from "../src/frame.ts";
 import { type FrameHandler, FrameParser } from "../src/frame_parser.ts";
 
@@ -151,5 +152,15 @@ Deno.bench({
   group: "encode",
   fn() {
     encodeTextFrameShared(text500);
+  },
+});
+
+// What the echo of a short text costs on the send path once the string is
+// flat (decoded by the receive path's JS decoder).
+Deno.bench({
+  name: "slabText 32 chars (send path: no array allocated)",
+  group: "encode",
+  fn() {
+    slabText(text32);
   },
 });

@@ -6,7 +6,7 @@
  *   deno bench -A bench/mask_bench.ts
  */
 
-import { unmask } from "../src/mask.ts";
+import { unmask, unmaskWord } from "../src/mask.ts";
 
 const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 
@@ -40,6 +40,21 @@ for (
     group: `unmask ${label}`,
     fn() {
       byteLoop(data, KEY);
+    },
+  });
+}
+
+// What the frame parser calls: the key already packed into a number.
+for (
+  const [label, size] of [["32 B", 32], ["16 KiB", 16 * 1024], ["1 MiB", 1024 * 1024]] as const
+) {
+  const backing = filled(size + 16);
+  const data = backing.subarray(2, 2 + size);
+  Deno.bench({
+    name: `unmaskWord ${label} (parser path)`,
+    group: `unmask ${label}`,
+    fn() {
+      unmaskWord(data, 0x3d21fa37);
     },
   });
 }

@@ -7,6 +7,7 @@
 
 import { Opcode } from "../src/frame.ts";
 import { MessageAssembler, type MessageHandler } from "../src/message.ts";
+import { decodeUtf8Short } from "../src/utf8.ts";
 
 const encoder = new TextEncoder();
 const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -61,6 +62,18 @@ for (const [label, bytes] of samples) {
       fragmented.onFrameStart(true, 0, Opcode.Continuation, bytes.length - half);
       fragmented.onFramePayload(bytes.subarray(half));
       fragmented.onFrameEnd();
+    },
+  });
+}
+
+// The JS decoder the assembler uses for messages up to 64 bytes.
+for (const [label, bytes] of samples) {
+  if (bytes.length > 64) continue;
+  Deno.bench({
+    name: `decodeUtf8Short ${label}`,
+    group: label,
+    fn() {
+      decodeUtf8Short(bytes, 0, bytes.length);
     },
   });
 }

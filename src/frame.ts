@@ -158,11 +158,25 @@ const encoder = new TextEncoder();
 // their own, since a user may keep those.
 
 const SLAB_SIZE = 64 * 1024;
-// Larger frames get their own buffer: the copy dominates their cost anyway,
-// and one would pin a whole slab.
-const SLAB_MAX_FRAME = 4 * 1024;
+/**
+ * Frames up to this size (header included) are carved from the slab. Larger
+ * ones get their own buffer: the copy dominates their cost anyway, and one
+ * would pin a whole slab.
+ */
+export const SLAB_MAX_FRAME = 4 * 1024;
+// The writer reads these through the accessors below.
 let slab = new Uint8Array(SLAB_SIZE);
 let slabUsed = 0;
+
+/** The current slab (replaced by a fresh one when full). */
+export function currentSlab(): Uint8Array {
+  return slab;
+}
+
+/** Where the last frame encoded into the slab ends. */
+export function slabEnd(): number {
+  return slabUsed;
+}
 
 /** Reserves `size` bytes in the slab (a fresh slab when it does not fit). */
 function slabReserve(size: number): void {
@@ -196,25 +210,38 @@ export function encodeFrameShared(opcode: number, payload: Uint8Array): Uint8Arr
  * whole encoding for them.
  */
 export function encodeTextFrameShared(text: string): Uint8Array {
+  const start = slabText(text);
+  return start < 0 ? encodeTextFrame(text) : slab.subarray(start, slabUsed);
+}
+
+/**
+ * Encodes a text frame at the end of the current slab: returns its start
+ * offset in {@linkcode currentSlab} (it ends at {@linkcode slabEnd}), or -1
+ * when the frame is too large for the slab. The writer extends its pending
+ * range with these two numbers, so an echoed text frame costs no object at
+ * all on the send path.
+ */
+export function slabText(text: string): number {
   const units = text.length;
   if (units <= SHORT_UTF8) {
     // One pass for ASCII: while every unit is below 0x80 the byte length is
     // the string length, so the header is known before encoding.
     if (units < 126) {
-      slabReserve(2 + units);
+      if (slabUsed + 2 + units > SLAB_SIZE) slabReserve(2 + units);
+      const target = slab;
       const start = slabUsed;
       let p = start + 2;
       let i = 0;
       for (; i < units; i++) {
         const c = text.charCodeAt(i);
         if (c >= 0x80) break;
-        slab[p++] = c;
+        target[p++] = c;
       }
       if (i === units) {
-        slab[start] = 0x80 | Opcode.Text;
-        slab[start + 1] = units;
+        target[start] = 0x80 | Opcode.Text;
+        target[start + 1] = units;
         slabUsed = p;
-        return slab.subarray(start, p);
+        return start;
       }
       // Not ASCII: the bytes written are abandoned, encode properly below.
     }
@@ -224,13 +251,13 @@ export function encodeTextFrameShared(text: string): Uint8Array {
     const start = slabUsed;
     encodeUtf8Into(text, slab, writeFrameHeader(slab, start, true, Opcode.Text, length));
     slabUsed = start + size;
-    return slab.subarray(start, start + size);
+    return start;
   }
   // Worst case 3 bytes per UTF-16 unit; encode in place, then give back what
   // was not used.
   const max = units * 3;
   const maxHeader = frameHeaderSize(max);
-  if (maxHeader + max > SLAB_MAX_FRAME) return encodeTextFrame(text);
+  if (maxHeader + max > SLAB_MAX_FRAME) return -1;
   slabReserve(maxHeader + max);
   const start = slabUsed;
   const { written } = encoder.encodeInto(
@@ -242,7 +269,7 @@ export function encodeTextFrameShared(text: string): Uint8Array {
   const frameStart = start + maxHeader - header;
   writeFrameHeader(slab, frameStart, true, Opcode.Text, written);
   slabUsed = start + maxHeader + written;
-  return slab.subarray(frameStart, slabUsed);
+  return frameStart;
 }
 
 /**

@@ -5,8 +5,58 @@
  * @module
  */
 
+import {
+  currentSlab,
+  encodeFrameShared,
+  encodeTextFrame,
+  frameHeaderSize,
+  Opcode,
+  SLAB_MAX_FRAME,
+  slabEnd,
+  slabText,
+  writeFrameHeader,
+} from "./frame.ts";
+
 // Frames are joined into one write up to this size; larger ones go alone.
 const JOIN_LIMIT = 256 * 1024;
+
+// ---- pooled buffers for large frames ----
+//
+// A large binary frame sent by one connection (an echo of a 16 KiB or 1 MiB
+// message) would otherwise be a fresh allocation: zero-filled, page-faulted
+// in, and garbage once written, which made allocation and GC cost more than
+// the copy itself (bench/RESULTS.md, medium echo profile). The writer that
+// owns such a frame hands its buffer back here once everything queued before
+// and with it has been written; the next large send reuses it. Buffers come
+// in power-of-two sizes; the pool keeps a few per size and a bounded total.
+const POOL_MAX_CLASS = 22; // 4 MiB: larger frames are rare enough to allocate
+const POOL_PER_CLASS = 8;
+const POOL_MAX_BYTES = 32 * 1024 * 1024;
+const pool: Uint8Array[][] = [];
+let pooledBytes = 0;
+
+function takePooled(size: number): Uint8Array {
+  const sizeClass = 32 - Math.clz32(size - 1);
+  if (sizeClass > POOL_MAX_CLASS) return new Uint8Array(size);
+  const free = pool[sizeClass];
+  if (free !== undefined && free.length > 0) {
+    const buffer = free.pop()!;
+    pooledBytes -= buffer.length;
+    return buffer;
+  }
+  return new Uint8Array(1 << sizeClass);
+}
+
+function releasePooled(buffer: Uint8Array): void {
+  const length = buffer.length;
+  const sizeClass = 31 - Math.clz32(length);
+  if (sizeClass > POOL_MAX_CLASS || 1 << sizeClass !== length) return;
+  if (pooledBytes + length > POOL_MAX_BYTES) return;
+  const free = pool[sizeClass] ??= [];
+  if (free.length >= POOL_PER_CLASS) return;
+  free.push(buffer);
+  pooledBytes += length;
+}
 
 /** Called when the writer fails (the peer went away); the connection tears down. */
 export type WriteErrorHandler = (error: unknown) => void;
@@ -47,6 +97,8 @@ export class FrameWriter {
   #scheduled = false;
   #failed = false;
   #drainWaiters: (() => void)[] | null = null;
+  // Pooled buffers of frames queued by enqueueMessage, returned at drain.
+  #owned: Uint8Array[] | null = null;
   // Callbacks made on first use, then reused for every write: an idle
   // connection never writes through the writer and pays for none of them.
   #flush: (() => void) | null = null;
@@ -72,26 +124,61 @@ export class FrameWriter {
   /** Queues one encoded frame (or several, concatenated). The bytes must not change afterwards. */
   enqueue(bytes: Uint8Array): void {
     if (this.#failed) return;
-    const length = bytes.length;
-    if (length === 0) return;
-    this.#queued += length;
-    const buffer = bytes.buffer;
+    if (bytes.length === 0) return;
     const start = bytes.byteOffset;
+    this.#enqueueRange(bytes.buffer, start, start + bytes.length, bytes);
+  }
+
+  /** Queues `buffer[start, end)`; `view` is that range as an array, if one exists. */
+  #enqueueRange(
+    buffer: ArrayBufferLike,
+    start: number,
+    end: number,
+    view: Uint8Array | null,
+  ): void {
+    this.#queued += end - start;
     if (buffer === this.#tailBuffer && start === this.#tailEnd) {
       // Adjacent to the tail: extend the range, no copy, no allocation.
-      this.#tailEnd = start + length;
+      this.#tailEnd = end;
       this.#tailView = null;
     } else {
       if (this.#tailBuffer !== null) this.#closeTail();
       this.#tailBuffer = buffer;
       this.#tailStart = start;
-      this.#tailEnd = start + length;
-      this.#tailView = bytes;
+      this.#tailEnd = end;
+      this.#tailView = view;
     }
     if (!this.#scheduled && this.#inFlight === null) {
       this.#scheduled = true;
       queueMicrotask(this.#flush ??= () => this.#flushQueued());
     }
+  }
+
+  /**
+   * Encodes and queues one data message: text as a text frame, bytes as a
+   * binary frame. The frame belongs to this writer alone, so a large binary
+   * one is built in a pooled buffer that is recycled once written (no
+   * per-message allocation); small ones come from the shared slab.
+   */
+  enqueueMessage(payload: string | Uint8Array): void {
+    if (this.#failed) return;
+    if (typeof payload === "string") {
+      const start = slabText(payload);
+      // Too long for the slab (over 4 KiB encoded): a buffer of its own.
+      if (start < 0) this.enqueue(encodeTextFrame(payload));
+      else this.#enqueueRange(currentSlab().buffer, start, slabEnd(), null);
+      return;
+    }
+    const length = payload.length;
+    const size = frameHeaderSize(length) + length;
+    if (size <= SLAB_MAX_FRAME) {
+      this.enqueue(encodeFrameShared(Opcode.Binary, payload));
+      return;
+    }
+    const buffer = takePooled(size);
+    buffer.set(payload, writeFrameHeader(buffer, 0, true, Opcode.Binary, length));
+    (this.#owned ??= []).push(buffer);
+    this.enqueue(buffer.length === size ? buffer : buffer.subarray(0, size));
   }
 
   /** Resolves once everything queued so far is written (or the writer failed). */
@@ -108,6 +195,8 @@ export class FrameWriter {
     this.#tailView = null;
     this.#queued = 0;
     this.#inFlight = null;
+    // Not returned to the pool: a write that was in flight may still read them.
+    this.#owned = null;
     this.#resolveDrain();
   }
 
@@ -155,6 +244,12 @@ export class FrameWriter {
       // Frames queued while the write was in flight: they are all there now.
       this.#write(this.#take(), 0);
       return;
+    }
+    // Everything is written: pooled frame buffers are free again.
+    const owned = this.#owned;
+    if (owned !== null) {
+      this.#owned = null;
+      for (const buffer of owned) releasePooled(buffer);
     }
     this.#resolveDrain();
   }

@@ -31,9 +31,14 @@ export function unmask(data: Uint8Array, key: Uint8Array, phase = 0): void {
  * Fast because:
  * - small payloads (chat-sized) are XORed 4 bytes per iteration with the key
  *   bytes in locals: creating a word view would cost more than it saves;
- * - larger ones are XORed as 32-bit words through a Uint32Array view over the
- *   same memory (one XOR per 4 bytes), unrolled 4 words per iteration, with
- *   only the unaligned edges done byte by byte.
+ * - larger ones are XORed as 32-bit words through an Int32Array view over
+ *   the same memory (one XOR per 4 bytes), with only the unaligned edges
+ *   done byte by byte.
+ *
+ * WebAssembly SIMD was measured and not adopted: its XOR is 4x faster, but
+ * only inside wasm memory, and copying the result back out into a JS buffer
+ * took 6 to 95 µs per 256 KiB depending on where the buffers happen to sit
+ * (bench/RESULTS.md, "Unmask and WebAssembly SIMD").
  */
 export function unmaskWord(data: Uint8Array, key: number, phase = 0): void {
   const length = data.length;
@@ -52,14 +57,8 @@ export function unmaskWord(data: Uint8Array, key: number, phase = 0): void {
     // runs on), which is how the key is packed.
     const words = (length - i) >>> 2;
     const view = new Int32Array(data.buffer, data.byteOffset + i, words);
-    let w = 0;
-    for (; w + 4 <= words; w += 4) {
-      view[w] ^= word;
-      view[w + 1] ^= word;
-      view[w + 2] ^= word;
-      view[w + 3] ^= word;
-    }
-    for (; w < words; w++) view[w] ^= word;
+    // A plain loop: unrolling it by 4 measured slower (bench/RESULTS.md).
+    for (let w = 0; w < words; w++) view[w] ^= word;
     i += words << 2;
   } else {
     const k0 = word & 0xff, k1 = (word >>> 8) & 0xff;

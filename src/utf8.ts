@@ -12,40 +12,41 @@
 /** Strings/payloads up to this many bytes (or UTF-16 units) take the JS path. */
 export const SHORT_UTF8 = 64;
 
-// Reused by the non-ASCII decode: String.fromCharCode.apply on a plain array
-// of small integers is the cheapest way V8 offers to build such a string.
+// String.fromCharCode.apply on a plain array of small integers is the
+// cheapest way V8 offers to build a short *flat* string. The ASCII path keeps
+// one array per length, created packed (never holey) so apply() copies it out
+// on its fast path: 91 ns instead of 150 ns for 32 bytes with one reused
+// array whose length changes. Concatenating 8-character pieces is faster to
+// build but yields a rope whose flattening on first use costs more than it
+// saved (bench/RESULTS.md, change 6). The non-ASCII path uses `units`.
+const asciiArrays: number[][] = [];
+for (let n = 0; n <= SHORT_UTF8; n++) asciiArrays.push(new Array<number>(n).fill(0));
 const units: number[] = [];
 const fromCharCode = String.fromCharCode;
 
 /**
  * Decodes `bytes[start, end)` as strict UTF-8 (RFC 3629: no overlongs, no
  * surrogates, nothing above U+10FFFF; a BOM is kept). Returns `null` when the
- * bytes are not valid UTF-8. Meant for short inputs (see {@linkcode SHORT_UTF8}).
- *
- * ASCII, the common case, goes 8 bytes at a time: one OR to test them and
- * one 8-argument fromCharCode, about half the cost of building an array of
- * code units and applying fromCharCode to it (bench/utf8_bench.ts).
+ * bytes are not valid UTF-8. Meant for inputs of at most {@linkcode SHORT_UTF8}
+ * bytes (longer ones work, more slowly: the native decoder is the better
+ * choice for them).
  */
 export function decodeUtf8Short(bytes: Uint8Array, start: number, end: number): string | null {
-  let out = "";
-  let i = start;
-  for (; i + 8 <= end; i += 8) {
-    const c0 = bytes[i], c1 = bytes[i + 1], c2 = bytes[i + 2], c3 = bytes[i + 3];
-    const c4 = bytes[i + 4], c5 = bytes[i + 5], c6 = bytes[i + 6], c7 = bytes[i + 7];
-    if ((c0 | c1 | c2 | c3 | c4 | c5 | c6 | c7) >= 0x80) break;
-    out += fromCharCode(c0, c1, c2, c3, c4, c5, c6, c7);
+  const ascii = asciiArrays[end - start];
+  if (ascii === undefined) return decodeUtf8General(bytes, start, end); // longer than SHORT_UTF8
+  const length = ascii.length;
+  for (let i = 0; i < length; i++) {
+    const c = bytes[start + i];
+    if (c >= 0x80) return decodeUtf8General(bytes, start, end);
+    ascii[i] = c;
   }
-  for (; i < end; i++) {
-    const c = bytes[i];
-    if (c >= 0x80) break;
-    out += fromCharCode(c);
-  }
-  if (i === end) return out;
-  const rest = decodeUtf8General(bytes, i, end);
-  return rest === null ? null : out + rest;
+  return fromCharCode.apply(null, ascii);
 }
 
-/** The full decoder behind {@linkcode decodeUtf8Short}, from the first non-ASCII byte on. */
+/**
+ * The full decoder behind {@linkcode decodeUtf8Short}, for input that is not
+ * all ASCII.
+ */
 function decodeUtf8General(bytes: Uint8Array, start: number, end: number): string | null {
   let n = 0;
   let i = start;

@@ -25,7 +25,8 @@ export const DEFAULT_TIMEOUT_MS = 5_000;
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a message that starts with U+FEFF must read back with it.
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const latin1 = new TextDecoder("latin1");
 
 /** Frame opcodes (RFC 6455 §5.2), spelled out here so tests do not depend on the library. */
