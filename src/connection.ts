@@ -127,8 +127,8 @@ export class Connection<T> implements MessageHandler {
   #failure: { code: number; reason: string } | null = null;
   /** How the application will be told the connection ended, once TCP is done. */
   #outcome: CloseInfo | null = null;
-  /** The peer's side of TCP ended (EOF or error): nothing more will be read. */
-  #peerEnded = false;
+  /** The read loop is over (peer EOF, error, or its close frame read): nothing more will be read. */
+  #readingStopped = false;
   /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
   #lingering = false;
 
@@ -192,7 +192,7 @@ export class Connection<T> implements MessageHandler {
     } finally {
       reader.release();
     }
-    this.#peerEnded = true;
+    this.#readingStopped = true;
     if (this.#finished) return;
     if (!this.#finishing) {
       // Dropped without a closing handshake (or while waiting for the peer's
@@ -399,7 +399,7 @@ export class Connection<T> implements MessageHandler {
     // After a clean exchange of close frames the peer sends nothing more, so
     // TCP can close at once. Only a failed connection (the peer may still be
     // sending) needs to drain until the peer's EOF.
-    if (this.#peerEnded || this.#closeReceived !== null) return this.#finishWithOutcome();
+    if (this.#readingStopped || this.#closeReceived !== null) return this.#finishWithOutcome();
     // The closing handshake is over as far as the application is concerned:
     // tell it now, not when the peer gets round to closing TCP.
     const outcome = this.#outcome!;
