@@ -71,6 +71,19 @@ const CASES: Record<string, ExampleCase> = {
         await bob?.dispose();
         await alice.dispose();
       }
+
+      // The same port also echoes on /echo, text as text and binary as binary.
+      const echoUrl = new URL("/echo", url);
+      echoUrl.protocol = "ws:";
+      const echo = await TestClient.open(echoUrl.href);
+      try {
+        echo.ws.send("not json, just echo");
+        assert.equal(await echo.next(), "not json, just echo");
+        echo.ws.send(new Uint8Array([7, 8, 9]));
+        assert.deepEqual(await echo.next(), new Uint8Array([7, 8, 9]));
+      } finally {
+        await echo.dispose();
+      }
     },
   },
 };

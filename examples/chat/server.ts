@@ -1,6 +1,8 @@
 /**
- * Broadcast chat: serves the chat page on `/` and relays every message sent
- * on a WebSocket path to everyone connected on the same path (a room).
+ * The echo + chat demo on one port: serves the chat page on `/`, echoes every
+ * message sent on `/echo` back to its sender (text as text, binary as binary),
+ * and on any other WebSocket path relays every message to everyone connected
+ * on the same path (a room; the page uses `/chat`).
  *
  *   deno run --allow-net examples/chat/server.ts [port] [--hostname HOST]
  *
@@ -17,6 +19,8 @@
 
 import { serve } from "../../mod.ts";
 import { CHAT_PAGE_HTML as page, parseChatMessage } from "../../src/chat.ts";
+
+const ECHO_PATH = "/echo";
 
 let port = 8080;
 let hostname = "127.0.0.1";
@@ -37,9 +41,13 @@ const server = serve<{ room: string }>({
 }, {
   upgrade: (request) => ({ data: { room: new URL(request.url).pathname } }),
   open(socket) {
-    socket.subscribe(socket.data.room);
+    if (socket.data.room !== ECHO_PATH) socket.subscribe(socket.data.room);
   },
   message(socket, data) {
+    if (socket.data.room === ECHO_PATH) {
+      socket.send(data);
+      return;
+    }
     const message = parseChatMessage(data);
     if (message === null) {
       socket.close(1003, "expected JSON {name, text}");
