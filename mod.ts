@@ -53,6 +53,7 @@ export {
 export { unmask } from "./src/mask.ts";
 export { type FrameHandler, FrameParser, type FrameParserOptions } from "./src/frame_parser.ts";
 export {
+  type AssemblyBudget,
   MessageAssembler,
   type MessageAssemblerOptions,
   type MessageHandler,

@@ -20,7 +20,7 @@ import {
 } from "./frame.ts";
 import { FrameParser } from "./frame_parser.ts";
 import { FrameWriter } from "./frame_writer.ts";
-import { MessageAssembler, type MessageHandler } from "./message.ts";
+import { type AssemblyBudget, MessageAssembler, type MessageHandler } from "./message.ts";
 import type { Handlers, ResolvedOptions } from "./options.ts";
 import {
   type CloseInfo,
@@ -36,6 +36,8 @@ export interface ConnectionHost<T> {
   readonly handlers: Handlers<T>;
   /** A coarse clock (ms), refreshed by the server's housekeeping timer. */
   readonly now: number;
+  /** Bytes all connections together may allocate for messages on their headers' word. */
+  readonly assemblyBudget?: AssemblyBudget;
   /** The connection has finished; forget it. */
   connectionClosed(connection: Connection<T>): void;
   /** The application has been told the connection closed (TCP may still be draining). */
@@ -141,8 +143,12 @@ export class Connection<T> implements MessageHandler {
     this.#headers = init.headers;
     this.remoteAddr = init.conn.remoteAddr as Deno.NetAddr;
     this.lastReceived = this.lastPing = host.now;
-    this.#writer = new FrameWriter(init.conn, () => this.#finish(CloseCode.Abnormal, "", false));
-    this.#assembler = new MessageAssembler(this, { maxPayload: host.options.maxPayload });
+    // The writer reports failure to this.writeFailed: no closure per connection.
+    this.#writer = new FrameWriter(init.conn, this);
+    this.#assembler = new MessageAssembler(this, {
+      maxPayload: host.options.maxPayload,
+      budget: host.assemblyBudget,
+    });
     this.#parser = new FrameParser(this.#assembler, { expectMasked: true });
     this.socket = new ServerWebSocket<T>(this, init.data);
   }
@@ -151,6 +157,11 @@ export class Connection<T> implements MessageHandler {
   get headers(): Headers {
     if (typeof this.#headers === "function") this.#headers = this.#headers();
     return this.#headers;
+  }
+
+  /** The writer failed (the peer went away): drop the connection. */
+  writeFailed(_error: unknown): void {
+    this.#finish(CloseCode.Abnormal, "", false);
   }
 
   /** Bytes queued and not yet written. */

@@ -58,8 +58,15 @@ function releasePooled(buffer: Uint8Array): void {
   pooledBytes += length;
 }
 
-/** Called when the writer fails (the peer went away); the connection tears down. */
-export type WriteErrorHandler = (error: unknown) => void;
+/**
+ * Told when the writer fails (the peer went away); the connection tears
+ * down. An object with a method rather than a callback, so the owner passes
+ * itself instead of making a closure per connection (idle memory).
+ */
+export interface WriteErrorHandler {
+  /** A write failed; nothing more will be written. */
+  writeFailed(error: unknown): void;
+}
 
 /**
  * Corks frames: everything queued during one run of JavaScript (for example
@@ -257,7 +264,7 @@ export class FrameWriter {
   #fail(error: unknown): void {
     if (this.#failed) return;
     this.abort();
-    this.#onError(error);
+    this.#onError.writeFailed(error);
   }
 
   /**

@@ -84,9 +84,23 @@ const latin1 = new TextDecoder("latin1");
  * ```
  */
 export function parseRequestHead(bytes: Uint8Array): RequestHead | HandshakeRejection {
-  // latin1 maps every byte to one char, so no input can make decoding fail
-  // and byte positions equal string positions.
-  const text = latin1.decode(bytes);
+  return parseRequestText(decodeRequestHead(bytes));
+}
+
+/**
+ * A request head's bytes as a string of one char per byte (latin-1): no
+ * input can make decoding fail, and byte positions equal string positions.
+ */
+export function decodeRequestHead(bytes: Uint8Array): string {
+  return latin1.decode(bytes);
+}
+
+/**
+ * {@linkcode parseRequestHead} for a head already decoded by
+ * {@linkcode decodeRequestHead}. The same text always parses to the same
+ * result, so a caller may keep the text alone and parse it again later.
+ */
+export function parseRequestText(text: string): RequestHead | HandshakeRejection {
   const lines = text.split("\r\n");
   const match = REQUEST_LINE.exec(lines[0]);
   if (match === null) return { status: 400, message: "malformed request line" };

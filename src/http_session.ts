@@ -6,9 +6,10 @@
  * @module
  */
 
-import { ByteReader } from "./byte_reader.ts";
+import { ByteReader, type ByteReaderOptions } from "./byte_reader.ts";
 import { Connection, type ConnectionHost } from "./connection.ts";
 import {
+  decodeRequestHead,
   encodeRejection,
   encodeResponseHead,
   encodeSwitchingProtocols,
@@ -17,12 +18,12 @@ import {
   headerValues,
   isRejection,
   isUpgradeRequest,
-  parseRequestHead,
+  parseRequestText,
   type RequestHead,
   type UpgradeRequest,
   validateUpgrade,
 } from "./handshake.ts";
-import type { UpgradeAccept } from "./options.ts";
+import type { ResolvedOptions, UpgradeAccept } from "./options.ts";
 
 /** What the server provides to a handshake in progress. */
 export interface SessionHost<T> extends ConnectionHost<T> {
@@ -42,6 +43,17 @@ export interface SessionHost<T> extends ConnectionHost<T> {
   connectionOpened(connection: Connection<T>): void;
   /** `"ws"` or `"wss"`. */
   readonly scheme: "ws" | "wss";
+  /** How every connection's {@linkcode ByteReader} sizes and reads its buffer. */
+  readonly readerOptions: ByteReaderOptions;
+}
+
+/** The read buffer sizing for every connection of a server with `options`. */
+export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
+  return {
+    initialSize: options.readBufferSize,
+    maxSize: Math.max(options.maxHeaderBytes, 256 * 1024),
+    mode: options.readMode,
+  };
 }
 
 // Bounds on reading after a response, before the connection is closed.
@@ -74,11 +86,8 @@ export class HttpSession<T> {
   constructor(host: SessionHost<T>, conn: Deno.Conn) {
     this.#host = host;
     this.#conn = conn;
-    this.#reader = new ByteReader(conn, {
-      initialSize: host.options.readBufferSize,
-      maxSize: Math.max(host.options.maxHeaderBytes, 256 * 1024),
-      mode: host.options.readMode,
-    });
+    // One options object per server, not per connection (idle memory).
+    this.#reader = new ByteReader(conn, host.readerOptions);
     this.deadline = host.now + host.options.handshakeTimeout;
   }
 
@@ -99,7 +108,8 @@ export class HttpSession<T> {
     try {
       const headEnd = await this.#readHead();
       if (headEnd < 0 || this.#done) return null;
-      const head = parseRequestHead(this.#reader.buffer.subarray(0, headEnd));
+      const text = decodeRequestHead(this.#reader.buffer.subarray(0, headEnd));
+      const head = parseRequestText(text);
       if (isRejection(head)) {
         await this.#reject(head);
         return null;
@@ -114,7 +124,7 @@ export class HttpSession<T> {
         await this.#reject(upgrade);
         return null;
       }
-      return await this.#upgrade(head, upgrade);
+      return await this.#upgrade(head, upgrade, text);
     } catch (error) {
       // An application hook failed (or chose an impossible subprotocol).
       if (!this.#done) {
@@ -202,7 +212,11 @@ export class HttpSession<T> {
     }
   }
 
-  async #upgrade(head: RequestHead, upgrade: UpgradeRequest): Promise<Connection<T> | null> {
+  async #upgrade(
+    head: RequestHead,
+    upgrade: UpgradeRequest,
+    text: string,
+  ): Promise<Connection<T> | null> {
     const host = this.#host;
     if (!host.canAccept()) {
       await this.#reject({ status: 503, message: "too many connections" });
@@ -254,7 +268,10 @@ export class HttpSession<T> {
         reader: this.#reader,
         url: this.#url(head, host.scheme),
         protocol,
-        headers: () => new Headers(head.headers),
+        // Parsed again on first use: the closure keeps only the head's
+        // text (one flat string), not the parsed head with an array and two
+        // strings per header (~600 bytes per idle connection).
+        headers: () => new Headers((parseRequestText(text) as RequestHead).headers),
         data: accepted.data as T,
       });
       host.connectionOpened(connection);

@@ -25,10 +25,28 @@ export interface MessageHandler {
   onProtocolError(code: number, message: string): void;
 }
 
+/**
+ * A shared allowance of bytes that assemblers may allocate on a peer's word
+ * (the length a frame header declares) rather than on bytes received. Owned
+ * by whoever creates the assemblers (the server); assemblers only borrow.
+ */
+export interface AssemblyBudget {
+  /** Takes `bytes` from the budget; false (and nothing taken) when not enough is left. */
+  take(bytes: number): boolean;
+  /** Gives back `bytes` taken earlier. */
+  give(bytes: number): void;
+}
+
 /** Options for {@linkcode MessageAssembler}. */
 export interface MessageAssemblerOptions {
   /** Largest message accepted, in bytes; larger ones fail with 1009. */
   maxPayload: number;
+  /**
+   * Lets a final frame's buffer be allocated at its declared length at once,
+   * while the budget lasts (see {@linkcode AssemblyBudget}). Without it (or
+   * when it is spent), the buffer grows with the bytes received.
+   */
+  budget?: AssemblyBudget;
 }
 
 // A binary message assembled from several pieces starts with a buffer of
@@ -83,6 +101,10 @@ export class MessageAssembler implements FrameHandler {
   // Binary assembly buffer (fragmented or multi-read messages only).
   #assembly: Uint8Array | null = null;
   #assembled = 0;
+  #budget: AssemblyBudget | null;
+  // Bytes of #assembly taken from #budget (0 when it was grown by bytes
+  // received); given back by #dropAssembly on every way a message ends.
+  #borrowed = 0;
   // Text assembly: streaming decoder and decoded pieces.
   #decoder: TextDecoder | null = null;
   #textParts: string[] = [];
@@ -101,6 +123,7 @@ export class MessageAssembler implements FrameHandler {
   constructor(out: MessageHandler, options: MessageAssemblerOptions) {
     this.#out = out;
     this.#maxPayload = options.maxPayload;
+    this.#budget = options.budget ?? null;
   }
 
   /** Frame header: checks fragment order and the size limit before any payload arrives. */
@@ -174,8 +197,7 @@ export class MessageAssembler implements FrameHandler {
     }
     const assembly = this.#assembly;
     const length = this.#assembled;
-    this.#assembly = null;
-    this.#assembled = 0;
+    this.#dropAssembly();
     this.#messageOpcode = 0;
     this.#out.onBinary(
       assembly === null
@@ -271,10 +293,20 @@ export class MessageAssembler implements FrameHandler {
       // nothing), and a 1 MiB message arriving in 64-256 KiB reads needs two
       // or three allocate-and-copy rounds instead of six with doubling.
       const known = this.#frameFin ? this.#messageLength : Infinity;
-      const capacity = Math.max(
+      let capacity = Math.max(
         needed,
         Math.min(Math.max(GROWTH_FACTOR * needed, INITIAL_ASSEMBLY_BYTES), known),
       );
+      // The last frame's header says exactly how much is coming: allocating
+      // it at once saves the allocate-zero-copy rounds of growing (+24% on 1
+      // MiB echo), but a header's claim is only trusted up to the shared
+      // budget, so claims never sent cost at most the budget server-wide.
+      if (
+        capacity < known && this.#borrowed === 0 && this.#budget !== null &&
+        this.#budget.take(known)
+      ) {
+        this.#borrowed = capacity = known;
+      }
       const grown = new Uint8Array(capacity);
       if (assembly !== null) grown.set(assembly.subarray(0, this.#assembled));
       assembly = this.#assembly = grown;
@@ -303,7 +335,18 @@ export class MessageAssembler implements FrameHandler {
     return !this.#closed;
   }
 
+  /** Forgets the binary message in progress and gives back what it borrowed. */
+  #dropAssembly(): void {
+    this.#assembly = null;
+    this.#assembled = 0;
+    if (this.#borrowed !== 0) {
+      this.#budget!.give(this.#borrowed);
+      this.#borrowed = 0;
+    }
+  }
+
   #fail(code: number, message: string): false {
+    this.#dropAssembly();
     if (!this.#closed) {
       this.#closed = true;
       this.#out.onProtocolError(code, message);
@@ -314,7 +357,7 @@ export class MessageAssembler implements FrameHandler {
   /** Stops the assembler: frames after this are ignored (the connection is closing). */
   stop(): void {
     this.#closed = true;
-    this.#assembly = null;
+    this.#dropAssembly();
     this.#resetText();
   }
 }

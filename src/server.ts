@@ -8,7 +8,7 @@
 import { CloseCode } from "./frame.ts";
 import type { Connection } from "./connection.ts";
 import { encodeMessage } from "./connection.ts";
-import { HttpSession, type SessionHost } from "./http_session.ts";
+import { HttpSession, readerOptions, type SessionHost } from "./http_session.ts";
 import {
   type Handlers,
   type ResolvedOptions,
@@ -16,6 +16,8 @@ import {
   type ServeOptions,
 } from "./options.ts";
 import type { SendData, ServerWebSocket } from "./socket.ts";
+import type { AssemblyBudget } from "./message.ts";
+import type { ByteReaderOptions } from "./byte_reader.ts";
 
 /** Options for {@linkcode Server.shutdown}. */
 export interface ShutdownOptions {
@@ -51,6 +53,33 @@ function housekeepingInterval(options: ResolvedOptions): number {
   ].filter((value) => value > 0);
   const shortest = periods.length === 0 ? 4000 : Math.min(...periods);
   return Math.min(1000, Math.max(10, Math.floor(shortest / 4)));
+}
+
+// How many bytes, across all of a server's connections, message buffers may
+// be allocated at the length a frame header declares instead of growing with
+// the bytes received (src/message.ts). Trusting the header saves 2-3
+// allocate-and-copy rounds per large message; the budget caps what peers that
+// announce large messages and never send them can make the server hold.
+// 32 MiB: two claims at the 16 MiB maxPayload default, or 32 messages of 1 MiB in flight at once.
+const ASSEMBLY_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/** A byte allowance shared by one server's connections. */
+class ByteBudget implements AssemblyBudget {
+  #left: number;
+
+  constructor(bytes: number) {
+    this.#left = bytes;
+  }
+
+  take(bytes: number): boolean {
+    if (bytes > this.#left) return false;
+    this.#left -= bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.#left += bytes;
+  }
 }
 
 /**
@@ -162,6 +191,7 @@ class ServerCore<T> implements SessionHost<T> {
   now: number = Date.now();
   readonly connections = new Set<Connection<T>>();
   readonly sockets = new Set<ServerWebSocket<T>>();
+  readonly assemblyBudget: AssemblyBudget = new ByteBudget(ASSEMBLY_BUDGET_BYTES);
 
   #listener: Deno.Listener;
   #sessions = new Set<HttpSession<T>>();
@@ -174,14 +204,29 @@ class ServerCore<T> implements SessionHost<T> {
   #allClosed: (() => void) | null = null;
   /** The accept loop; it ends once the listener is really closed. */
   #accepting: Promise<void>;
-  /** Every accepted TCP connection's life (handshake, then WebSocket), until it ends. */
-  #tasks = new Set<Promise<void>>();
+  readonly readerOptions: ByteReaderOptions;
+  /**
+   * How many accepted TCP connections are still alive (handshake, then
+   * WebSocket). A count and two callbacks made once, not a set of promises
+   * with a `.catch` promise, a `.then` promise and a closure per connection:
+   * those stayed alive as long as each idle connection (idle memory).
+   */
+  #liveTasks = 0;
+  #tasksOver: (() => void) | null = null;
+  #taskEnded = (): void => {
+    if (--this.#liveTasks === 0 && this.#tasksOver !== null) this.#tasksOver();
+  };
+  #taskFailed = (error: unknown): void => {
+    this.reportError(error);
+    this.#taskEnded();
+  };
 
   constructor(options: ServeOptions, handlers: Handlers<T>) {
     this.options = resolveOptions(options);
     this.handlers = handlers;
     const { hostname, port, cert, key } = this.options;
     this.scheme = cert !== undefined ? "wss" : "ws";
+    this.readerOptions = readerOptions(this.options);
     this.#listener = cert !== undefined && key !== undefined
       ? Deno.listenTls({ hostname, port, cert, key })
       : Deno.listen({ hostname, port });
@@ -230,7 +275,9 @@ class ServerCore<T> implements SessionHost<T> {
     // Let every read loop and handshake unwind, so no socket operation of
     // ours is pending once `finished` resolves. Bounded: an upgrade or fetch
     // handler that never returns must not hold shutdown forever.
-    if (this.#tasks.size > 0) await waitAtMost(Promise.all(this.#tasks), timeout);
+    if (this.#liveTasks > 0) {
+      await waitAtMost(new Promise<void>((resolve) => this.#tasksOver = resolve), timeout);
+    }
     this.#resolveFinished();
   }
 
@@ -246,9 +293,8 @@ class ServerCore<T> implements SessionHost<T> {
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
-      const task = this.#handle(conn).catch((error) => this.reportError(error));
-      this.#tasks.add(task);
-      task.then(() => this.#tasks.delete(task));
+      this.#liveTasks++;
+      this.#handle(conn).then(this.#taskEnded, this.#taskFailed);
     }
   }
 
@@ -266,9 +312,13 @@ class ServerCore<T> implements SessionHost<T> {
     this.#sessions.add(session);
     const connection = await session.run();
     this.#sessions.delete(session);
-    // Returned, not awaited: this frame (with the session it holds) is freed
-    // while the connection lives on (idle memory per connection).
-    if (connection !== null) return connection.run();
+    // Counted as a task of its own and not returned: this frame, its promise
+    // and the session are freed while the connection lives on, leaving one
+    // promise and one reaction per idle connection (idle memory).
+    if (connection !== null) {
+      this.#liveTasks++;
+      connection.run().then(this.#taskEnded, this.#taskFailed);
+    }
   }
 
   #housekeeping(): void {

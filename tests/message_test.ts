@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { FrameParser } from "../src/frame_parser.ts";
 import { Opcode } from "../src/frame.ts";
-import { MessageAssembler } from "../src/message.ts";
+import { type AssemblyBudget, MessageAssembler } from "../src/message.ts";
 import {
   assertSameBytes,
   clientFrame,
@@ -583,4 +583,142 @@ Deno.test("MessageAssembler: fails with the parser's code on a framing error", (
     frames({ opcode: Opcode.Binary, declaredLength: 2n ** 60n }),
     [error(1009)],
   );
+});
+
+/** A budget that records what is borrowed. */
+class TestBudget implements AssemblyBudget {
+  left: number;
+  takes = 0;
+  constructor(readonly size: number) {
+    this.left = size;
+  }
+  take(bytes: number): boolean {
+    if (bytes > this.left) return false;
+    this.left -= bytes;
+    this.takes++;
+    return true;
+  }
+  give(bytes: number): void {
+    this.left += bytes;
+    assert.ok(this.left <= this.size, "more given back than was taken");
+  }
+}
+
+/** A parser feeding an assembler that borrows from `budget`. */
+function budgetPipeline(budget: AssemblyBudget | undefined, maxPayload = 16 * MiB) {
+  const recorder = new MessageRecorder();
+  const assembler = new MessageAssembler(recorder, { maxPayload, budget });
+  const parser = new FrameParser(assembler);
+  return { push: (bytes: Uint8Array) => parser.push(bytes), recorder, assembler };
+}
+
+Deno.test("MessageAssembler: a declared length is borrowed from the budget and always given back", () => {
+  const payload = pattern(MiB, 3);
+  const frame = clientFrame({ opcode: Opcode.Binary, payload });
+  const head = frame.length - payload.length;
+  const cut = head + 64 * 1024;
+
+  // Delivered: the whole declared length is taken at the first partial read
+  // and given back when the message is handed out.
+  {
+    const budget = new TestBudget(4 * MiB);
+    const { push, recorder } = budgetPipeline(budget);
+    push(frame.slice(0, cut));
+    assert.equal(budget.left, 3 * MiB);
+    push(frame.slice(cut));
+    assert.equal(budget.left, 4 * MiB);
+    assert.equal(recorder.events.length, 1);
+    const event = recorder.events[0];
+    assert.ok(event.type === "binary");
+    assert.equal(event.data.length, MiB);
+    assertSameBytes(event.data, payload, "delivered");
+  }
+  // The last fragment of a fragmented message borrows the message's total.
+  {
+    const budget = new TestBudget(4 * MiB);
+    const { push, recorder } = budgetPipeline(budget);
+    const bytes = frames(
+      { opcode: Opcode.Binary, payload: payload.subarray(0, 1000), fin: false },
+      { opcode: Opcode.Continuation, payload: payload.subarray(1000) },
+    );
+    const pieces = split(bytes, [5000, 70_000]);
+    push(pieces[0]);
+    push(pieces[1]);
+    assert.equal(budget.left, 3 * MiB);
+    push(pieces[2]);
+    assert.equal(budget.left, 4 * MiB);
+    assert.ok(recorder.events[0].type === "binary");
+    assertSameBytes(recorder.events[0].data, payload, "fragmented");
+  }
+  // A protocol error mid-message (the parser's error path) gives it back.
+  {
+    const budget = new TestBudget(4 * MiB);
+    const { push, recorder, assembler } = budgetPipeline(budget);
+    push(frame.slice(0, cut));
+    assert.equal(budget.left, 3 * MiB);
+    assembler.onFrameError(1002, "framing error");
+    assert.equal(budget.left, 4 * MiB);
+    assert.deepEqual(recorder.summary, [{ type: "error", code: 1002 }]);
+  }
+  // stop() (the connection ends) gives it back, and twice is harmless.
+  {
+    const budget = new TestBudget(4 * MiB);
+    const { push, assembler } = budgetPipeline(budget);
+    push(frame.slice(0, cut));
+    assert.equal(budget.left, 3 * MiB);
+    assembler.stop();
+    assembler.stop();
+    assert.equal(budget.left, 4 * MiB);
+  }
+  // A message that arrives in one read, one whose chunks already reach the
+  // declared length under the growth policy, and one over maxPayload borrow nothing.
+  {
+    const budget = new TestBudget(4 * MiB);
+    const small = clientFrame({ opcode: Opcode.Binary, payload: pattern(20_000, 4) });
+    const { push, recorder } = budgetPipeline(budget, 2 * MiB);
+    push(frame.slice());
+    push(small.slice(0, 10_000));
+    push(small.slice(10_000));
+    push(clientFrame({ opcode: Opcode.Binary, payload: "x", declaredLength: 3 * MiB }));
+    assert.equal(budget.takes, 0);
+    assert.equal(budget.left, 4 * MiB);
+    assert.deepEqual(recorder.events.map((event) => event.type), ["binary", "binary", "error"]);
+  }
+  // When the budget cannot cover a claim, the buffer grows as without one.
+  {
+    const budget = new TestBudget(MiB - 1);
+    const { push, recorder } = budgetPipeline(budget);
+    for (const piece of split(frame, [cut, cut + 100_000, cut + 500_000])) push(piece);
+    assert.equal(budget.takes, 0);
+    assert.ok(recorder.events[0].type === "binary");
+    assertSameBytes(recorder.events[0].data, payload, "budget too small");
+  }
+});
+
+Deno.test("MessageAssembler: claims beyond the budget cost only the bytes received", () => {
+  // 20 assemblers each receive 100 bytes of a message declared at 15 MiB.
+  // Without a budget none may allocate the claim; with a 16 MiB budget one
+  // may, and the others fall back to the growth policy (16 KiB each).
+  const claim = clientFrame({
+    opcode: Opcode.Binary,
+    payload: "x".repeat(100),
+    declaredLength: 15 * MiB,
+  });
+  for (
+    const [what, budget, bound] of [
+      ["no budget", undefined, 4 * MiB],
+      ["16 MiB budget", new TestBudget(16 * MiB), 20 * MiB],
+    ] as const
+  ) {
+    const pipelines = Array.from({ length: 20 }, () => budgetPipeline(budget));
+    const before = Deno.memoryUsage().external;
+    for (const { push } of pipelines) push(claim);
+    const grown = Deno.memoryUsage().external - before;
+    assert.ok(grown < bound, `${what}: external memory grew by ${(grown / MiB).toFixed(1)} MiB`);
+    for (const { assembler } of pipelines) assembler.stop();
+    if (budget !== undefined) {
+      assert.equal(budget.takes, 1, what);
+      assert.equal(budget.left, budget.size, what);
+    }
+  }
 });
