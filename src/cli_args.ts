@@ -7,6 +7,8 @@
  * @module
  */
 
+import { DEFAULTS } from "./options.ts";
+
 /**
  * What `--mode` selects.
  *
@@ -119,12 +121,13 @@ export interface CliError {
 
 /** The defaults of `tsunagu serve`, as the help text shows them. */
 export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
-  port: 8080,
-  hostname: "0.0.0.0",
+  // The library's defaults, so the CLI and serve() can never disagree.
+  port: DEFAULTS.port,
+  hostname: DEFAULTS.hostname,
   mode: "echo",
-  maxPayload: 16 * 1024 * 1024,
-  maxConnections: Infinity,
-  idleTimeout: 120_000,
+  maxPayload: DEFAULTS.maxPayload,
+  maxConnections: DEFAULTS.maxConnections,
+  idleTimeout: DEFAULTS.idleTimeout,
   logFormat: "text",
   quiet: false,
 };
