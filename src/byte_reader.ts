@@ -12,6 +12,14 @@
  *
  * Both read into the same reused buffer. `"read"` is the default because it
  * measured faster per read (see bench/RESULTS.md, "Read path").
+ *
+ * @example
+ * ```ts
+ * import { type ReadMode, serve } from "@tsunagu/ws";
+ * const readMode: ReadMode = "stream";
+ * const server = serve({ port: 0, hostname: "127.0.0.1", readMode });
+ * await server.shutdown();
+ * ```
  */
 export type ReadMode = "read" | "stream";
 

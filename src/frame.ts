@@ -275,6 +275,12 @@ export function slabText(text: string): number {
 /**
  * Encodes a string as one unmasked text frame. The string is encoded straight
  * into the frame buffer, so no intermediate copy of the UTF-8 bytes is made.
+ *
+ * @example
+ * ```ts
+ * import { encodeTextFrame } from "@tsunagu/ws";
+ * console.log(encodeTextFrame("hi")); // Uint8Array(4) [ 129, 2, 104, 105 ]
+ * ```
  */
 export function encodeTextFrame(text: string): Uint8Array {
   // Short strings (the common chat-sized message) are encoded into a
@@ -293,7 +299,16 @@ export function encodeTextFrame(text: string): Uint8Array {
   return encodeFrame(Opcode.Text, encoder.encode(text));
 }
 
-/** The decoded payload of a close frame. */
+/**
+ * The decoded payload of a close frame.
+ *
+ * @example
+ * ```ts
+ * import { type ClosePayload, encodeClosePayload } from "@tsunagu/ws";
+ * const payload: ClosePayload = { code: 1000, reason: "bye" };
+ * console.log(encodeClosePayload(payload.code, payload.reason).length); // 5
+ * ```
+ */
 export interface ClosePayload {
   /** The status code; 1005 when the frame carried none. */
   code: number;
@@ -306,6 +321,13 @@ export interface ClosePayload {
  * the 2-byte code followed by the UTF-8 reason.
  *
  * @throws {RangeError} when the code may not be sent or the reason exceeds 123 bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeClosePayload } from "@tsunagu/ws";
+ * console.log(encodeClosePayload(1000, "bye")); // Uint8Array(5) [ 3, 232, 98, 121, 101 ]
+ * console.log(encodeClosePayload(1005).length); // 0
+ * ```
  */
 export function encodeClosePayload(code: number, reason = ""): Uint8Array {
   if (code === CloseCode.NoStatus) {
@@ -326,13 +348,32 @@ export function encodeClosePayload(code: number, reason = ""): Uint8Array {
 
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-/** Outcome of decoding a close payload: the payload, or the close code to fail with. */
+/**
+ * Outcome of decoding a close payload: the payload, or the close code to fail with.
+ *
+ * @example
+ * ```ts
+ * import { type ClosePayloadResult, decodeClosePayload } from "@tsunagu/ws";
+ * const result: ClosePayloadResult = decodeClosePayload(new Uint8Array([3]));
+ * if ("error" in result) console.log(result.error, result.message); // 1002 close payload of 1 byte
+ * else console.log(result.code, result.reason);
+ * ```
+ */
 export type ClosePayloadResult = ClosePayload | { error: number; message: string };
 
 /**
  * Decodes and validates a received close frame payload (RFC 6455 §5.5.1):
  * 1 byte or an invalid code is a protocol error (1002), a reason that is not
  * UTF-8 is invalid data (1007).
+ *
+ * @example
+ * ```ts
+ * import { decodeClosePayload, encodeClosePayload } from "@tsunagu/ws";
+ * const ok = decodeClosePayload(encodeClosePayload(1000, "bye"));
+ * console.log(ok); // { code: 1000, reason: "bye" }
+ * const bad = decodeClosePayload(new Uint8Array([3, 231]));
+ * console.log(bad); // { error: 1002, message: "invalid close code 999" }
+ * ```
  */
 export function decodeClosePayload(payload: Uint8Array): ClosePayloadResult {
   if (payload.length === 0) return { code: CloseCode.NoStatus, reason: "" };

@@ -13,7 +13,22 @@
 import { CloseCode, MAX_CONTROL_PAYLOAD } from "./frame.ts";
 import { unmaskWord } from "./mask.ts";
 
-/** Receives what {@linkcode FrameParser} finds. Return `false` to stop parsing. */
+/**
+ * Receives what {@linkcode FrameParser} finds. Return `false` to stop parsing.
+ *
+ * @example
+ * ```ts
+ * import { type FrameHandler, FrameParser } from "@tsunagu/ws";
+ * const handler: FrameHandler = {
+ *   onFrameStart: (fin, _rsv, opcode, length) => (console.log(fin, opcode, length), true),
+ *   onFramePayload: (chunk) => (console.log(new TextDecoder().decode(chunk)), true),
+ *   onFrameEnd: () => true,
+ *   onFrameError: (code, message) => console.log(code, message),
+ * };
+ * // A masked text frame "MDN": logs true 1 3, then MDN.
+ * new FrameParser(handler).push(new Uint8Array([129, 131, 61, 84, 35, 6, 112, 16, 109]));
+ * ```
+ */
 export interface FrameHandler {
   /** A frame header is complete. `rsv` holds the raw RSV bits (0x40 = RSV1). */
   onFrameStart(fin: boolean, rsv: number, opcode: number, length: number): boolean;
@@ -29,7 +44,22 @@ export interface FrameHandler {
   onFrameError(code: number, message: string): void;
 }
 
-/** Options for {@linkcode FrameParser}. */
+/**
+ * Options for {@linkcode FrameParser}.
+ *
+ * @example
+ * ```ts
+ * import { FrameParser, type FrameParserOptions } from "@tsunagu/ws";
+ * const options: FrameParserOptions = { expectMasked: false }; // client side: unmasked frames
+ * const parser = new FrameParser({
+ *   onFrameStart: () => true,
+ *   onFramePayload: (chunk) => (console.log(new TextDecoder().decode(chunk)), true),
+ *   onFrameEnd: () => true,
+ *   onFrameError: (code, message) => console.log(code, message),
+ * }, options);
+ * parser.push(new Uint8Array([129, 2, 104, 105])); // hi
+ * ```
+ */
 export interface FrameParserOptions {
   /** Whether frames must be masked (server side: true) or must not be (client side: false). */
   expectMasked?: boolean;

@@ -10,7 +10,29 @@ import { createHash } from "node:crypto";
 /** The GUID every accept key is derived with (RFC 6455 §1.3). */
 const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/** A parsed HTTP/1.1 request head. Header names are lower-cased; values are trimmed. */
+/**
+ * A parsed HTTP/1.1 request head. Header names are lower-cased; values are trimmed.
+ *
+ * @example
+ * ```ts
+ * import { type RequestHead, validateUpgrade } from "@tsunagu/ws";
+ * const head: RequestHead = {
+ *   method: "GET",
+ *   target: "/chat",
+ *   version: [1, 1],
+ *   headers: [
+ *     ["host", "example.com"],
+ *     ["upgrade", "websocket"],
+ *     ["connection", "Upgrade"],
+ *     ["sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="],
+ *     ["sec-websocket-version", "13"],
+ *     ["sec-websocket-protocol", "chat"],
+ *   ],
+ * };
+ * const result = validateUpgrade(head);
+ * console.log("status" in result ? result.status : result.protocols); // [ "chat" ]
+ * ```
+ */
 export interface RequestHead {
   /** The request method, e.g. `GET`. */
   method: string;
@@ -22,7 +44,21 @@ export interface RequestHead {
   headers: [string, string][];
 }
 
-/** Why a request was refused: the HTTP status to answer and a short message. */
+/**
+ * Why a request was refused: the HTTP status to answer and a short message.
+ *
+ * @example
+ * ```ts
+ * import { encodeRejection, type HandshakeRejection } from "@tsunagu/ws";
+ * const rejection: HandshakeRejection = {
+ *   status: 426,
+ *   message: "this server speaks version 13",
+ *   headers: [["sec-websocket-version", "13"]],
+ * };
+ * const text = new TextDecoder().decode(encodeRejection(rejection));
+ * console.log(text.split("\r\n")[0]); // HTTP/1.1 426 Upgrade Required
+ * ```
+ */
 export interface HandshakeRejection {
   /** HTTP status code. */
   status: number;
@@ -32,7 +68,23 @@ export interface HandshakeRejection {
   headers?: [string, string][];
 }
 
-/** A valid WebSocket upgrade request. */
+/**
+ * A valid WebSocket upgrade request.
+ *
+ * @example
+ * ```ts
+ * import { acceptKey, type HandshakeRejection, type UpgradeRequest } from "@tsunagu/ws";
+ * function answer(result: UpgradeRequest | HandshakeRejection): string {
+ *   return "status" in result ? `refused: ${result.status}` : acceptKey(result.key);
+ * }
+ * const upgrade: UpgradeRequest = {
+ *   key: "dGhlIHNhbXBsZSBub25jZQ==",
+ *   protocols: [],
+ *   extensions: [],
+ * };
+ * console.log(answer(upgrade)); // s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
+ * ```
+ */
 export interface UpgradeRequest {
   /** The `Sec-WebSocket-Key` value. */
   key: string;
@@ -48,6 +100,14 @@ const CRLFCRLF_LENGTH = 4;
  * Finds the end of the request head: the index just after the first
  * CRLF CRLF in `bytes[from..to)`, or -1. `from` lets a caller resume the
  * search after a partial read without rescanning (pass the previous end - 3).
+ *
+ * @example
+ * ```ts
+ * import { findHeadEnd } from "@tsunagu/ws";
+ * const bytes = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\nbody");
+ * console.log(findHeadEnd(bytes, 0, bytes.length)); // 27
+ * console.log(findHeadEnd(bytes, 0, 20)); // -1
+ * ```
  */
 export function findHeadEnd(bytes: Uint8Array, from: number, to: number): number {
   for (let i = Math.max(from, 0); i + CRLFCRLF_LENGTH <= to; i++) {
@@ -235,7 +295,21 @@ export function acceptKey(key: string): string {
 
 const encoder = new TextEncoder();
 
-/** Options for the 101 response. */
+/**
+ * Options for the 101 response.
+ *
+ * @example
+ * ```ts
+ * import { encodeSwitchingProtocols, type SwitchingProtocolsOptions } from "@tsunagu/ws";
+ * const options: SwitchingProtocolsOptions = {
+ *   protocol: "chat",
+ *   headers: [["Set-Cookie", "session=1"]],
+ * };
+ * const bytes = encodeSwitchingProtocols("dGhlIHNhbXBsZSBub25jZQ==", options);
+ * const head = new TextDecoder().decode(bytes);
+ * console.log(head.includes("Sec-WebSocket-Protocol: chat\r\n")); // true
+ * ```
+ */
 export interface SwitchingProtocolsOptions {
   /** The chosen subprotocol, if any. */
   protocol?: string;

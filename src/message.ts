@@ -9,7 +9,25 @@ import { CloseCode, decodeClosePayload, MAX_CONTROL_PAYLOAD, Opcode } from "./fr
 import type { FrameHandler } from "./frame_parser.ts";
 import { decodeUtf8Short, SHORT_UTF8 } from "./utf8.ts";
 
-/** What {@linkcode MessageAssembler} reports. */
+/**
+ * What {@linkcode MessageAssembler} reports.
+ *
+ * @example
+ * ```ts
+ * import { FrameParser, MessageAssembler, type MessageHandler } from "@tsunagu/ws";
+ * const handler: MessageHandler = {
+ *   onText: (text) => console.log("text", text),
+ *   onBinary: (data) => console.log("binary", data.length),
+ *   onPing: () => {},
+ *   onPong: () => {},
+ *   onClose: (code, reason) => console.log("close", code, reason),
+ *   onProtocolError: (code, message) => console.log("fail", code, message),
+ * };
+ * const assembler = new MessageAssembler(handler, { maxPayload: 1024 });
+ * // A masked text frame "MDN": logs text MDN.
+ * new FrameParser(assembler).push(new Uint8Array([129, 131, 61, 84, 35, 6, 112, 16, 109]));
+ * ```
+ */
 export interface MessageHandler {
   /** A complete text message. */
   onText(text: string): void;
@@ -29,6 +47,19 @@ export interface MessageHandler {
  * A shared allowance of bytes that assemblers may allocate on a peer's word
  * (the length a frame header declares) rather than on bytes received. Owned
  * by whoever creates the assemblers (the server); assemblers only borrow.
+ *
+ * @example
+ * ```ts
+ * import type { AssemblyBudget } from "@tsunagu/ws";
+ * let left = 1 << 20;
+ * const budget: AssemblyBudget = {
+ *   take: (bytes) => bytes <= left && (left -= bytes, true),
+ *   give: (bytes) => void (left += bytes),
+ * };
+ * console.log(budget.take(1000), left); // true 1047576
+ * budget.give(1000);
+ * console.log(left); // 1048576
+ * ```
  */
 export interface AssemblyBudget {
   /** Takes `bytes` from the budget; false (and nothing taken) when not enough is left. */
@@ -37,7 +68,24 @@ export interface AssemblyBudget {
   give(bytes: number): void;
 }
 
-/** Options for {@linkcode MessageAssembler}. */
+/**
+ * Options for {@linkcode MessageAssembler}.
+ *
+ * @example
+ * ```ts
+ * import { MessageAssembler, type MessageAssemblerOptions } from "@tsunagu/ws";
+ * const options: MessageAssemblerOptions = { maxPayload: 64 * 1024 };
+ * const assembler = new MessageAssembler({
+ *   onText: (text) => console.log(text),
+ *   onBinary: (data) => console.log(data),
+ *   onPing: () => {},
+ *   onPong: () => {},
+ *   onClose: () => {},
+ *   onProtocolError: (code, message) => console.log(code, message),
+ * }, options);
+ * console.log(assembler instanceof MessageAssembler); // true
+ * ```
+ */
 export interface MessageAssemblerOptions {
   /** Largest message accepted, in bytes; larger ones fail with 1009. */
   maxPayload: number;

@@ -76,7 +76,19 @@ export interface ServeOptions {
   readMode?: ReadMode;
 }
 
-/** Details of an upgrade request, beside the `Request` itself. */
+/**
+ * Details of an upgrade request, beside the `Request` itself.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeInfo } from "@tsunagu/ws";
+ * function pickProtocol(info: UpgradeInfo): string | undefined {
+ *   return info.protocols.find((protocol) => protocol === "chat");
+ * }
+ * const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
+ * console.log(pickProtocol({ remoteAddr, protocols: ["superchat", "chat"] })); // chat
+ * ```
+ */
 export interface UpgradeInfo {
   /** The client's address. */
   remoteAddr: Deno.NetAddr;
@@ -84,7 +96,25 @@ export interface UpgradeInfo {
   protocols: string[];
 }
 
-/** What an `upgrade` handler may return to accept: all fields optional. */
+/**
+ * What an `upgrade` handler may return to accept: all fields optional.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers, UpgradeAccept } from "@tsunagu/ws";
+ * const accept: UpgradeAccept<{ user: string }> = {
+ *   protocol: "chat",
+ *   headers: { "set-cookie": "session=1" },
+ *   data: { user: "ann" },
+ * };
+ * const handlers: Handlers<{ user: string }> = {
+ *   upgrade(_request, info) {
+ *     return info.protocols.includes("chat") ? accept : new Response(null, { status: 400 });
+ *   },
+ * };
+ * console.log(accept.data?.user); // ann
+ * ```
+ */
 export interface UpgradeAccept<T> {
   /** The subprotocol to answer; must be one the client offered. */
   protocol?: string;
@@ -94,7 +124,20 @@ export interface UpgradeAccept<T> {
   data?: T;
 }
 
-/** Details of a plain HTTP request, beside the `Request` itself. */
+/**
+ * Details of a plain HTTP request, beside the `Request` itself.
+ *
+ * @example
+ * ```ts
+ * import type { RequestInfo } from "@tsunagu/ws";
+ * function fetchHandler(_request: Request, info: RequestInfo): Response {
+ *   return new Response(`hello ${info.remoteAddr.hostname}`);
+ * }
+ * const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
+ * const response = fetchHandler(new Request("http://localhost/"), { remoteAddr });
+ * console.log(await response.text()); // hello 127.0.0.1
+ * ```
+ */
 export interface RequestInfo {
   /** The client's address. */
   remoteAddr: Deno.NetAddr;

@@ -19,7 +19,17 @@ import type { SendData, ServerWebSocket } from "./socket.ts";
 import type { AssemblyBudget } from "./message.ts";
 import type { ByteReaderOptions } from "./byte_reader.ts";
 
-/** Options for {@linkcode Server.shutdown}. */
+/**
+ * Options for {@linkcode Server.shutdown}.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ShutdownOptions } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" });
+ * const options: ShutdownOptions = { code: 1001, reason: "maintenance", timeout: 1_000 };
+ * await server.shutdown(options);
+ * ```
+ */
 export interface ShutdownOptions {
   /** Close code sent to every client. Default 1001 (going away). */
   code?: number;

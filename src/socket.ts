@@ -8,7 +8,20 @@
 
 import type { Connection } from "./connection.ts";
 
-/** The `readyState` values, as on the standard `WebSocket`. */
+/**
+ * The `readyState` values, as on the standard `WebSocket`.
+ *
+ * @example
+ * ```ts
+ * import { type Handlers, ReadyState } from "@tsunagu/ws";
+ * console.log(ReadyState.OPEN); // 1
+ * const handlers: Handlers = {
+ *   message(socket, data) {
+ *     if (socket.readyState === ReadyState.OPEN) socket.send(data);
+ *   },
+ * };
+ * ```
+ */
 export const ReadyState = {
   CONNECTING: 0,
   OPEN: 1,
@@ -16,13 +29,59 @@ export const ReadyState = {
   CLOSED: 3,
 } as const;
 
-/** Data {@linkcode ServerWebSocket.send} accepts: text is sent as a text frame, bytes as binary. */
+/**
+ * Data {@linkcode ServerWebSocket.send} accepts: text is sent as a text frame, bytes as binary.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers, SendData } from "@tsunagu/ws";
+ * const greetings: SendData[] = ["hello", new Uint8Array([1, 2, 3]), new ArrayBuffer(4)];
+ * const handlers: Handlers = {
+ *   open(socket) {
+ *     for (const data of greetings) socket.send(data); // one text, then two binary messages
+ *   },
+ * };
+ * console.log(greetings.length); // 3
+ * ```
+ */
 export type SendData = string | ArrayBuffer | ArrayBufferView;
 
-/** How binary messages appear in `message` events: a `Uint8Array` (default) or an `ArrayBuffer`. */
+/**
+ * How binary messages appear in `message` events: a `Uint8Array` (default) or an `ArrayBuffer`.
+ *
+ * @example
+ * ```ts
+ * import type { BinaryType, Handlers } from "@tsunagu/ws";
+ * const binaryType: BinaryType = "arraybuffer";
+ * const handlers: Handlers = {
+ *   open(socket) {
+ *     socket.binaryType = binaryType;
+ *     // Binary messages now arrive as ArrayBuffers.
+ *     socket.onmessage = (event) => console.log((event as MessageEvent).data);
+ *   },
+ * };
+ * console.log(binaryType); // arraybuffer
+ * ```
+ */
 export type BinaryType = "uint8array" | "arraybuffer";
 
-/** How a connection ended: what `close` handlers and events report. */
+/**
+ * How a connection ended: what `close` handlers and events report.
+ *
+ * @example
+ * ```ts
+ * import type { CloseInfo, Handlers } from "@tsunagu/ws";
+ * function describe(info: CloseInfo): string {
+ *   return `${info.code} ${info.reason}${info.wasClean ? "" : " (dropped)"}`;
+ * }
+ * const handlers: Handlers = {
+ *   async open(socket) {
+ *     console.log(describe(await socket.closed));
+ *   },
+ * };
+ * console.log(describe({ code: 1000, reason: "bye", wasClean: true })); // 1000 bye
+ * ```
+ */
 export interface CloseInfo {
   /** The close code: the peer's (1005 when it sent none), ours on a protocol error, 1006 when dropped. */
   code: number;
@@ -32,7 +91,21 @@ export interface CloseInfo {
   wasClean: boolean;
 }
 
-/** An event-handler property value (`onmessage` and friends), as on the standard `WebSocket`. */
+/**
+ * An event-handler property value (`onmessage` and friends), as on the standard `WebSocket`.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers, SocketEventHandler } from "@tsunagu/ws";
+ * const logMessage: SocketEventHandler = (event) => console.log((event as MessageEvent).data);
+ * const handlers: Handlers = {
+ *   open(socket) {
+ *     socket.onmessage = logMessage;
+ *   },
+ * };
+ * logMessage?.(new MessageEvent("message", { data: "hi" })); // hi
+ * ```
+ */
 export type SocketEventHandler = ((event: Event) => unknown) | null;
 
 interface IteratorState {
