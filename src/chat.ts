@@ -125,7 +125,7 @@ export const CHAT_PAGE_HTML: string = `<!doctype html>
       const messageEl = $("message");
 
       const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(scheme + "//" + location.host + "/chat");
+      const ws = new WebSocket(scheme + "//" + location.host + "${CHAT_SOCKET_PATH}");
 
       const setStatus = (open) => {
         statusEl.textContent = open ? "connected" : "disconnected";

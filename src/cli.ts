@@ -32,7 +32,7 @@
  */
 
 import denoJson from "../deno.json" with { type: "json" };
-import { CHAT_PAGE_HTML, parseChatMessage } from "./chat.ts";
+import { CHAT_PAGE_HTML, CHAT_SOCKET_PATH, parseChatMessage } from "./chat.ts";
 import { type HelpTopic, parseCliArgs, type ServeConfig, usage, usageHint } from "./cli_args.ts";
 import { formatAddr, Logger } from "./logger.ts";
 import type { Handlers } from "./options.ts";
@@ -287,7 +287,7 @@ function listeningUrls(server: Server<Peer>, config: ServeConfig, httpServed: bo
   const hosts = [formatAddr(server.addr)];
   if (hostname === "0.0.0.0" || hostname === "::") hosts.push(`localhost:${port}`);
   const tls = server.url.startsWith("wss:");
-  const path = config.path ?? (config.mode === "chat" ? "/chat" : "/");
+  const path = config.path ?? (config.mode === "chat" ? CHAT_SOCKET_PATH : "/");
   return {
     ws: hosts.map((host) => `${tls ? "wss" : "ws"}://${host}${path}`),
     http: httpServed ? hosts.map((host) => `${tls ? "https" : "http"}://${host}/`) : [],

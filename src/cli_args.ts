@@ -7,6 +7,7 @@
  * @module
  */
 
+import { CHAT_SOCKET_PATH } from "./chat.ts";
 import { DEFAULTS } from "./options.ts";
 
 /**
@@ -412,7 +413,7 @@ function parseServe(args: readonly string[]): CliCommand | CliError {
   if ((config.certFile === undefined) !== (config.keyFile === undefined)) {
     return fail("--cert and --key must be given together");
   }
-  if (config.mode === "chat" && config.path !== undefined && config.path !== "/chat") {
+  if (config.mode === "chat" && config.path !== undefined && config.path !== CHAT_SOCKET_PATH) {
     return fail(
       "--mode chat: the chat page connects to /chat, so --path must be /chat or left out",
     );
