@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import { runToEnd } from "./helpers/cli_process.ts";
+import { killQuietly } from "./helpers/example_process.ts";
 import { TestClient } from "./helpers/harness.ts";
 
 /** How long compiling may take (it may download denort). */
@@ -75,13 +76,7 @@ async function startBinary(args: string[]) {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const killer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Exited meanwhile.
-    }
-  }, RUN_TIMEOUT_MS);
+  const killer = setTimeout(() => killQuietly(child), RUN_TIMEOUT_MS);
   const stderr = new Response(child.stderr).text();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let stdout = "";
@@ -103,11 +98,7 @@ async function startBinary(args: string[]) {
     }
   })();
   const stop = async (signal: Deno.Signal) => {
-    try {
-      child.kill(signal);
-    } catch {
-      // Exited already.
-    }
+    killQuietly(child, signal);
     const status = await child.status;
     await rest;
     clearTimeout(killer);

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { ROOT } from "./example_process.ts";
+import { killQuietly, spawnInRoot } from "./example_process.ts";
 
 /** What a finished command left. */
 export interface Finished {
@@ -29,21 +29,8 @@ export async function runToEnd(
   args: string[],
   timeoutMs = 30_000,
 ): Promise<Finished> {
-  const child = new Deno.Command(command, {
-    args,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Exited meanwhile.
-    }
-  }, timeoutMs);
+  const child = spawnInRoot(command, args);
+  const timer = setTimeout(() => killQuietly(child), timeoutMs);
   try {
     const { code, stdout, stderr } = await child.output();
     const decoder = new TextDecoder();

@@ -18,6 +18,30 @@ const START_TIMEOUT_MS = 20_000;
 /** How long an example may take to exit after a signal before it gets SIGKILL. */
 const EXIT_TIMEOUT_MS = 10_000;
 
+/**
+ * Spawns `command args…` in the repository root with stdin closed, output
+ * piped and colours off: how every test subprocess is started.
+ */
+export function spawnInRoot(command: string, args: string[]): Deno.ChildProcess {
+  return new Deno.Command(command, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).spawn();
+}
+
+/** Sends `signal` to `child`, ignoring the error if it has already exited. */
+export function killQuietly(child: Deno.ChildProcess, signal: Deno.Signal = "SIGKILL"): void {
+  try {
+    child.kill(signal);
+  } catch {
+    // Exited meanwhile.
+  }
+}
+
 /** A running example. */
 export interface ExampleProcess {
   /** The URL the example printed (`ws://…` or `http://…`), with its real port. */
@@ -55,14 +79,7 @@ export async function startExample(
   flags: string[],
   args: string[],
 ): Promise<ExampleProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, file, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-  }).spawn();
+  const child = spawnInRoot(Deno.execPath(), ["run", ...flags, file, ...args]);
 
   let stdout = "";
   let stderr = "";
@@ -89,22 +106,12 @@ export async function startExample(
   let stopping: Promise<Deno.CommandStatus> | null = null;
   const stop = (signal: Deno.Signal = "SIGTERM") =>
     stopping ??= (async () => {
-      if (exited === null) {
-        try {
-          child.kill(signal);
-        } catch {
-          // Exited meanwhile.
-        }
-      }
+      if (exited === null) killQuietly(child, signal);
       const cancel = new AbortController();
       const outcome = await Promise.race([status, timeout(EXIT_TIMEOUT_MS, cancel.signal)]);
       cancel.abort();
       if (outcome === "timeout") {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Exited meanwhile.
-        }
+        killQuietly(child);
         await finish();
         throw new Error(
           `${file} did not exit within ${EXIT_TIMEOUT_MS} ms of ${signal}\n${output()}`,
