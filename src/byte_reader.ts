@@ -90,12 +90,38 @@ export class ByteReader {
     return this.#conn.read(this.filled === 0 ? this.buffer : this.buffer.subarray(this.filled));
   }
 
+  /**
+   * Whether {@linkcode readInto} is available: only `conn.read` can fill a
+   * caller's buffer in place (a BYOB stream read transfers, i.e. detaches,
+   * the buffer it is given).
+   */
+  get canReadInto(): boolean {
+    return this.#options.mode === "read";
+  }
+
+  /**
+   * Reads straight into `target` (not the reader's buffer), for payload that
+   * has a home already. Resolves with the bytes read, null at end of stream.
+   */
+  readInto(target: Uint8Array): Promise<number | null> {
+    return this.#conn.read(target);
+  }
+
   /** Accounts for a read started by {@linkcode readRaw}; returns the bytes read (0 at end). */
   commit(n: number | null): number {
     if (n === null || n === 0) return 0;
     this.filled += n;
     this.#adapt(n, this.#space);
     return n;
+  }
+
+  /**
+   * Cancels a growth planned by the last read: its bytes were the start of a
+   * long payload whose rest goes straight to its message (see
+   * {@linkcode readInto}), so a larger buffer would only add copying.
+   */
+  keepSize(): void {
+    if (this.#nextSize > this.buffer.length) this.#nextSize = 0;
   }
 
   /** Drops the first `n` bytes, moving the rest to the start of the buffer. */

@@ -62,6 +62,11 @@ export interface ConnectionInit<T> {
 
 const textEncoder = new TextEncoder();
 
+// Payload still to come of at least this many bytes is read straight into
+// its message's buffer. Below it, an ordinary read (which may also bring the
+// next frames) is cheaper than a read of its own, and the copy is small.
+const DIRECT_READ_MIN = 16 * 1024;
+
 /** Turns any {@linkcode SendData} into a view of its bytes (no copy), or keeps a string. */
 export function toPayload(data: SendData): string | Uint8Array {
   if (typeof data === "string" || data instanceof Uint8Array) return data;
@@ -186,7 +191,22 @@ export class Connection<T> implements MessageHandler {
       // reading goes on: closing a socket with unread bytes makes the kernel
       // send a reset, which can destroy our close frame before the peer reads
       // it. So we read (and discard) until the peer's EOF or the close deadline.
+      const parser = this.#parser;
+      const direct = reader.canReadInto;
       while (!this.#finished) {
+        // A long payload still to come is read straight into its message's
+        // buffer, skipping the copy out of the read buffer (large messages).
+        const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
+        if (target !== null) {
+          // The read that brought this payload's start filled the buffer:
+          // the buffer need not grow for the rest.
+          reader.keepSize();
+          const n = await reader.readInto(target);
+          if (n === null || n === 0) break;
+          this.lastReceived = this.#host.now;
+          parser.push(target, n);
+          continue;
+        }
         // Awaits the runtime's read promise itself: one promise hop per read.
         const n = reader.commit(await reader.readRaw());
         if (n === 0) break;

@@ -40,6 +40,12 @@ export interface FrameHandler {
   onFramePayload(chunk: Uint8Array): boolean;
   /** The current frame's payload is complete. */
   onFrameEnd(): boolean;
+  /**
+   * Optional: a buffer the reader may fill with up to `remaining` bytes of
+   * the current frame's payload directly, or null. See
+   * {@linkcode FrameParser.payloadTarget}.
+   */
+  payloadBuffer?(remaining: number): Uint8Array | null;
   /** The byte stream broke a framing rule: fail the connection with `code`. */
   onFrameError(code: number, message: string): void;
 }
@@ -125,6 +131,47 @@ export class FrameParser {
   /** Stops parsing: later input is ignored (used once a close frame was received). */
   stop(): void {
     this.#state = FAILED;
+  }
+
+  /**
+   * Zero-copy receive for long payloads: when a frame's payload is being
+   * read and at least `min` bytes of it are still to come, asks the handler
+   * where they should end up ({@linkcode FrameHandler.payloadBuffer}) and
+   * returns that buffer (at most the rest of the payload), else null. The
+   * caller reads socket bytes straight into it and passes them on with
+   * `push(target, bytesRead)`; they are unmasked in place and reported with
+   * `onFramePayload` as usual. A long message thus skips the copy from a
+   * read buffer into its own buffer.
+   *
+   * @example
+   * ```ts
+   * import { FrameParser, MessageAssembler } from "@tsunagu/ws";
+   * const assembler = new MessageAssembler({
+   *   onText: () => {},
+   *   onBinary: (data) => console.log("binary", data.length),
+   *   onPing: () => {},
+   *   onPong: () => {},
+   *   onClose: () => {},
+   *   onProtocolError: (code, message) => console.log(code, message),
+   * }, { maxPayload: 1 << 20 });
+   * const parser = new FrameParser(assembler, { expectMasked: false });
+   * // Header of an unmasked 100,000-byte binary frame: 0x82, 127, 64-bit length.
+   * parser.push(new Uint8Array([0x82, 127, 0, 0, 0, 0, 0, 1, 0x86, 0xa0]));
+   * let target;
+   * while ((target = parser.payloadTarget(1)) !== null) {
+   *   target.fill(7); // stands in for conn.read(target)
+   *   parser.push(target, target.length);
+   * }
+   * // logs: binary 100000
+   * ```
+   */
+  payloadTarget(min: number): Uint8Array | null {
+    if (this.#state !== PAYLOAD || this.#remaining < min) return null;
+    const handler = this.#handler;
+    if (handler.payloadBuffer === undefined) return null;
+    const target = handler.payloadBuffer(this.#remaining);
+    if (target === null || target.length < min) return null;
+    return target.length > this.#remaining ? target.subarray(0, this.#remaining) : target;
   }
 
   /**

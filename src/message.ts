@@ -209,11 +209,23 @@ export class MessageAssembler implements FrameHandler {
 
   /** Payload bytes: decoded (text) or collected (binary) as they arrive. */
   onFramePayload(chunk: Uint8Array): boolean {
+    // Stopped (the connection is closing): the rest of a frame in progress
+    // is not collected.
+    if (this.#closed) return false;
     const first = this.#frameReceived === 0;
     this.#frameReceived += chunk.length;
     if (this.#frameOpcode >= Opcode.Close) {
       (this.#control ??= new Uint8Array(MAX_CONTROL_PAYLOAD)).set(chunk, this.#controlLength);
       this.#controlLength += chunk.length;
+      return true;
+    }
+    const assembly = this.#assembly;
+    if (
+      assembly !== null && chunk.buffer === assembly.buffer && chunk.byteOffset === this.#assembled
+    ) {
+      // The reader wrote these bytes straight into the assembly buffer
+      // (payloadBuffer) and the parser unmasked them there: already in place.
+      this.#assembled += chunk.length;
       return true;
     }
     // Hot path: an unfragmented message whose payload arrived in one piece is
@@ -331,37 +343,62 @@ export class MessageAssembler implements FrameHandler {
     this.#textFolded = 0;
   }
 
+  /**
+   * Room for the reader to write the current frame's payload into directly,
+   * skipping the copy from its read buffer: the free part of the binary
+   * assembly buffer, at most `remaining` bytes (the frame's unread payload).
+   * Null when the frame is not part of a binary message being assembled.
+   * Bytes written there must then be passed to the parser as they are (it
+   * unmasks them in place and reports them here, where they are recognised
+   * as already assembled).
+   */
+  payloadBuffer(remaining: number): Uint8Array | null {
+    if (
+      this.#closed || this.#frameOpcode >= Opcode.Close || this.#messageOpcode !== Opcode.Binary
+    ) {
+      return null;
+    }
+    const assembled = this.#assembled;
+    // Grown by the same rule as for bytes received: a header's claim alone
+    // never allocates more than the budget allows.
+    const assembly = this.#reserve(assembled + 1);
+    return assembly.subarray(assembled, Math.min(assembly.length, assembled + remaining));
+  }
+
   #appendBinary(chunk: Uint8Array): boolean {
     const needed = this.#assembled + chunk.length;
-    let assembly = this.#assembly;
-    if (assembly === null || assembly.length < needed) {
-      // Grow to four times what has arrived, never past what the current
-      // frame (when it is the last) says the message will total. Memory stays
-      // within 4x the bytes the peer really sent (a header's claim alone costs
-      // nothing), and a 1 MiB message arriving in 64-256 KiB reads needs two
-      // or three allocate-and-copy rounds instead of six with doubling.
-      const known = this.#frameFin ? this.#messageLength : Infinity;
-      let capacity = Math.max(
-        needed,
-        Math.min(Math.max(GROWTH_FACTOR * needed, INITIAL_ASSEMBLY_BYTES), known),
-      );
-      // The last frame's header says exactly how much is coming: allocating
-      // it at once saves the allocate-zero-copy rounds of growing (+24% on 1
-      // MiB echo), but a header's claim is only trusted up to the shared
-      // budget, so claims never sent cost at most the budget server-wide.
-      if (
-        capacity < known && this.#borrowed === 0 && this.#budget !== null &&
-        this.#budget.take(known)
-      ) {
-        this.#borrowed = capacity = known;
-      }
-      const grown = new Uint8Array(capacity);
-      if (assembly !== null) grown.set(assembly.subarray(0, this.#assembled));
-      assembly = this.#assembly = grown;
-    }
-    assembly.set(chunk, this.#assembled);
+    this.#reserve(needed).set(chunk, this.#assembled);
     this.#assembled = needed;
     return true;
+  }
+
+  /** The assembly buffer, grown if it holds fewer than `needed` bytes. */
+  #reserve(needed: number): Uint8Array {
+    const assembly = this.#assembly;
+    if (assembly !== null && assembly.length >= needed) return assembly;
+    // Grow to four times what has arrived, never past what the current
+    // frame (when it is the last) says the message will total. Memory stays
+    // within 4x the bytes the peer really sent (a header's claim alone costs
+    // nothing), and a 1 MiB message arriving in 64-256 KiB reads needs two
+    // or three allocate-and-copy rounds instead of six with doubling.
+    const known = this.#frameFin ? this.#messageLength : Infinity;
+    let capacity = Math.max(
+      needed,
+      Math.min(Math.max(GROWTH_FACTOR * needed, INITIAL_ASSEMBLY_BYTES), known),
+    );
+    // The last frame's header says exactly how much is coming: allocating
+    // it at once saves the allocate-zero-copy rounds of growing (+24% on 1
+    // MiB echo), but a header's claim is only trusted up to the shared
+    // budget, so claims never sent cost at most the budget server-wide.
+    if (
+      capacity < known && this.#borrowed === 0 && this.#budget !== null &&
+      this.#budget.take(known)
+    ) {
+      this.#borrowed = capacity = known;
+    }
+    const grown = new Uint8Array(capacity);
+    if (assembly !== null) grown.set(assembly.subarray(0, this.#assembled));
+    return this.#assembly = grown;
   }
 
   #endControl(opcode: number): boolean {

@@ -722,3 +722,106 @@ Deno.test("MessageAssembler: claims beyond the budget cost only the bytes receiv
     }
   }
 });
+
+/**
+ * Reads `stream` as the connection does: straight into the message's buffer
+ * whenever the parser offers a payload target of at least `min` bytes, into
+ * a read buffer otherwise. Read sizes are random (seeded), as a socket's are.
+ * Returns how many bytes went in place.
+ */
+function readLikeConnection(
+  parser: FrameParser,
+  stream: Uint8Array,
+  seed: number,
+  min: number,
+): number {
+  const random = seededRandom(seed);
+  let offset = 0;
+  let inPlace = 0;
+  while (offset < stream.length) {
+    const size = 1 + random(40_000);
+    const target = parser.payloadTarget(min);
+    const n = Math.min(size, stream.length - offset, target?.length ?? Infinity);
+    if (target !== null) {
+      target.set(stream.subarray(offset, offset + n));
+      parser.push(target, n);
+      inPlace += n;
+    } else {
+      parser.push(stream.slice(offset, offset + n));
+    }
+    offset += n;
+  }
+  return inPlace;
+}
+
+Deno.test("MessageAssembler: payload read straight into the message buffer (zero-copy receive)", () => {
+  const big = pattern(300_000, 5);
+  const fragments = pattern(90_000, 6);
+  const stream = frames(
+    { opcode: Opcode.Binary, payload: big, mask: Uint8Array.of(1, 2, 3, 250) },
+    { opcode: Opcode.Text, payload: "a".repeat(50_000) },
+    { opcode: Opcode.Binary, payload: fragments.subarray(0, 40_000), fin: false },
+    { opcode: Opcode.Ping, payload: "between" },
+    { opcode: Opcode.Continuation, payload: fragments.subarray(40_000) },
+    { opcode: Opcode.Binary, payload: pattern(100, 7) },
+    { opcode: Opcode.Close, payload: closePayload(1000, "bye") },
+  );
+  const expected = run([stream.slice()]);
+  assert.deepEqual(expected.map((event) => event.type), [
+    "binary",
+    "text",
+    "ping",
+    "binary",
+    "binary",
+    "close",
+  ]);
+  for (const budget of [undefined, new TestBudget(16 * MiB)]) {
+    for (let seed = 1; seed <= 20; seed++) {
+      const recorder = new MessageRecorder();
+      const assembler = new MessageAssembler(recorder, { maxPayload: MiB, budget });
+      const inPlace = readLikeConnection(new FrameParser(assembler), stream.slice(), seed, 1024);
+      const what = `seed ${seed}, ${budget === undefined ? "no budget" : "budget"}`;
+      // Every masking phase and read size must give the same messages.
+      assert.equal(recorder.summary.length, expected.length, what);
+      recorder.summary.forEach((event, i) => {
+        const want = expected[i];
+        if (event.type === "binary" && want.type === "binary") {
+          assertSameBytes(event.data, want.data, what);
+        } else {
+          assert.deepEqual(event, want, what);
+        }
+      });
+      assert.ok(inPlace > 200_000, `${what}: only ${inPlace} bytes went in place`);
+      if (budget !== undefined) assert.equal(budget.left, budget.size, what);
+    }
+  }
+});
+
+Deno.test("FrameParser.payloadTarget: only for binary payload still to come, within the growth bound", () => {
+  const recorder = new MessageRecorder();
+  const assembler = new MessageAssembler(recorder, { maxPayload: 16 * MiB });
+  const parser = new FrameParser(assembler);
+  // Between frames, inside text, inside a control frame: no target.
+  assert.equal(parser.payloadTarget(1), null);
+  parser.push(clientFrame({ opcode: Opcode.Text, payload: "x".repeat(5000) }).subarray(0, 100));
+  assert.equal(parser.payloadTarget(1), null, "text is decoded as it arrives");
+  const stream = new FrameParser(new MessageAssembler(new MessageRecorder(), { maxPayload: MiB }));
+  stream.push(clientFrame({ opcode: Opcode.Ping, payload: "x".repeat(100) }).subarray(0, 10));
+  assert.equal(stream.payloadTarget(1), null, "control frame");
+
+  // A header claiming 15 MiB after 100 bytes: without a budget the target is
+  // bounded by the growth policy, not by the claim.
+  const assembler2 = new MessageAssembler(recorder, { maxPayload: 16 * MiB });
+  const parser2 = new FrameParser(assembler2);
+  parser2.push(
+    clientFrame({ opcode: Opcode.Binary, payload: "y".repeat(100), declaredLength: 15 * MiB }),
+  );
+  const target = parser2.payloadTarget(1);
+  assert.ok(target !== null);
+  assert.ok(target.length <= 16 * 1024, `target of ${target.length} bytes for 100 received`);
+  // Fewer than `min` bytes still to come: an ordinary read is used.
+  assert.equal(parser2.payloadTarget(15 * MiB), null);
+  // Once the assembler is stopped (the connection is closing) there is none.
+  assembler2.stop();
+  assert.equal(parser2.payloadTarget(1), null);
+});
