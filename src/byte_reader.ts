@@ -25,8 +25,14 @@ export type ReadMode = "read" | "stream";
 
 /** Buffer sizing for {@linkcode ByteReader}. */
 export interface ByteReaderOptions {
-  /** Bytes of the initial buffer; small so that idle connections stay cheap. */
+  /** Bytes of the initial buffer (the HTTP request head is read into it). */
   initialSize: number;
+  /**
+   * Bytes of the buffer once the connection is upgraded ({@linkcode ByteReader.settle}),
+   * and the size it shrinks back to when quiet. Smaller than `initialSize`:
+   * an open WebSocket mostly waits, and small frames fit.
+   */
+  settledSize: number;
   /** The buffer never grows past this (a single read is at most this long). */
   maxSize: number;
   /** Which read path to use. */
@@ -51,12 +57,32 @@ export class ByteReader {
   #byob: ReadableStreamBYOBReader | null = null;
   #smallReads = 0;
   #nextSize = 0;
+  // The size the buffer shrinks back to: initialSize, then settledSize.
+  #floor: number;
   #space = 0;
 
   constructor(conn: Deno.Conn, options: ByteReaderOptions) {
     this.#conn = conn;
     this.#options = options;
     this.buffer = new Uint8Array(options.initialSize);
+    this.#floor = options.initialSize;
+  }
+
+  /**
+   * Switches to the post-upgrade size: the buffer that read the request
+   * head is replaced by a `settledSize` one (keeping any bytes already read,
+   * which may be the first frames) when those fit. Saves ~1 KiB per idle
+   * connection; a connection that receives more grows the buffer again.
+   */
+  settle(): void {
+    const size = this.#options.settledSize;
+    this.#floor = size;
+    if (this.buffer.length <= size || this.filled > size) return;
+    const next = new Uint8Array(size);
+    if (this.filled > 0) next.set(this.buffer.subarray(0, this.filled));
+    this.buffer = next;
+    this.#nextSize = 0;
+    this.#smallReads = 0;
   }
 
   /**
@@ -164,7 +190,7 @@ export class ByteReader {
       // Filled to the brim: more was probably waiting. Grow for next time.
       this.#smallReads = 0;
       this.#nextSize = size * 2;
-    } else if (n < size >>> 3 && size > this.#options.initialSize) {
+    } else if (n < size >>> 3 && size > this.#floor) {
       if (++this.#smallReads >= SHRINK_AFTER_SMALL_READS) {
         this.#smallReads = 0;
         this.#nextSize = size >>> 1;
@@ -175,7 +201,7 @@ export class ByteReader {
   }
 
   #resize(size: number): void {
-    const target = Math.max(this.#options.initialSize, Math.min(size, this.#options.maxSize));
+    const target = Math.max(this.#floor, Math.min(size, this.#options.maxSize));
     if (target === this.buffer.length || target < this.filled) return;
     const next = new Uint8Array(target);
     next.set(this.buffer.subarray(0, this.filled));

@@ -47,10 +47,16 @@ export interface SessionHost<T> extends ConnectionHost<T> {
   readonly readerOptions: ByteReaderOptions;
 }
 
+// An upgraded connection's read buffer starts (and shrinks back to) this
+// size: chat-sized frames fit, and an idle connection keeps ~1 KiB less
+// than with the buffer that read its request head (bench/RESULTS.md, idle).
+const SETTLED_READ_BUFFER = 256;
+
 /** The read buffer sizing for every connection of a server with `options`. */
 export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
   return {
     initialSize: options.readBufferSize,
+    settledSize: Math.min(options.readBufferSize, SETTLED_READ_BUFFER),
     maxSize: Math.max(options.maxHeaderBytes, 256 * 1024),
     mode: options.readMode,
   };
@@ -263,6 +269,7 @@ export class HttpSession<T> {
       }
       if (this.#done) return null;
       this.#done = true;
+      this.#reader.settle();
       const connection = new Connection<T>(host, {
         conn: this.#conn,
         reader: this.#reader,

@@ -70,7 +70,12 @@ export interface ServeOptions {
   closeTimeout?: number;
   /** Subprotocols the server speaks, in its order of preference. */
   protocols?: string[];
-  /** Bytes of each connection's initial read buffer. Default 1 KiB; it grows on demand. */
+  /**
+   * Bytes of each connection's initial read buffer, which reads the request
+   * head. Default 1 KiB; it grows on demand. Once upgraded, the buffer is
+   * this or 256 bytes, whichever is smaller, grows while reads fill it, and
+   * shrinks back when they stop.
+   */
   readBufferSize?: number;
   /** How sockets are read: see {@linkcode ReadMode}. Default `"read"`. */
   readMode?: ReadMode;
