@@ -106,9 +106,7 @@ export class Connection<T> implements MessageHandler {
 
   /** Host clock time of the last frame received (for the idle timeout). */
   lastReceived: number;
-  /** Host clock time of the last heartbeat ping; 0 when none is outstanding. */
-  pingSentAt = 0;
-  /** Host clock time of the last heartbeat ping sent, outstanding or not. */
+  /** Host clock time of the last heartbeat ping queued, outstanding or not. */
   lastPing: number;
   /** When a close we sent must be answered by (host clock); 0 when not closing. */
   closeDeadline = 0;
@@ -125,6 +123,14 @@ export class Connection<T> implements MessageHandler {
   #finishing = false;
   #finished = false;
   #closeReceived: { code: number; reason: string } | null = null;
+  // Heartbeat: whether a ping awaits its pong; where it ends in the writer's
+  // byte stream while it still waits behind queued data (0 once written);
+  // how far the writer had got at the last look; and the time the pong
+  // deadline counts from (see #checkPong).
+  #pingOutstanding = false;
+  #pingEnd = 0;
+  #pingProgress = 0;
+  #pongClock = 0;
   /**
    * Set when we failed the connection (protocol error, slow consumer,
    * handler error): the application hears this code however TCP ends
@@ -267,7 +273,7 @@ export class Connection<T> implements MessageHandler {
 
   /** A pong: the heartbeat is answered. */
   onPong(payload: Uint8Array): void {
-    this.pingSentAt = 0;
+    this.#pingOutstanding = false;
     const handler = this.#host.handlers.pong;
     if (handler !== undefined) this.#callHandler(handler, this.socket, payload.slice());
   }
@@ -459,15 +465,44 @@ export class Connection<T> implements MessageHandler {
       return;
     }
     if (options.pingInterval > 0) {
-      if (this.pingSentAt !== 0 && now - this.pingSentAt >= options.pongTimeout) {
+      if (this.#pingOutstanding) {
+        if (!this.#pongDue(now, options.pongTimeout)) return;
         this.#finish(CloseCode.Abnormal, "", false);
-        return;
-      }
-      if (this.pingSentAt === 0 && now - this.lastPing >= options.pingInterval) {
-        this.pingSentAt = this.lastPing = now;
-        this.#writer.enqueue(encodeFrame(Opcode.Ping, new Uint8Array(0)));
+      } else if (now - this.lastPing >= options.pingInterval) {
+        this.#sendHeartbeat(now);
       }
     }
+  }
+
+  #sendHeartbeat(now: number): void {
+    const writer = this.#writer;
+    // Behind queued data the ping only leaves once that data is written.
+    const queuedAhead = writer.bufferedAmount > 0;
+    writer.enqueue(encodeFrame(Opcode.Ping, new Uint8Array(0)));
+    this.#pingOutstanding = true;
+    this.#pingEnd = queuedAhead ? writer.writtenBytes + writer.bufferedAmount : 0;
+    this.#pingProgress = writer.writtenBytes;
+    this.#pongClock = this.lastPing = now;
+  }
+
+  /**
+   * Whether the peer has had pongTimeout to answer the outstanding ping. The
+   * clock counts from when the ping was written, not queued: a ping waiting
+   * behind a large backlog to a slow but reading peer is not the peer's
+   * fault. While it waits, the clock restarts whenever the writer makes
+   * progress, so a peer that reads nothing at all is still dropped after
+   * pongTimeout.
+   */
+  #pongDue(now: number, pongTimeout: number): boolean {
+    if (this.#pingEnd !== 0) {
+      const written = this.#writer.writtenBytes;
+      if (written !== this.#pingProgress) {
+        this.#pingProgress = written;
+        this.#pongClock = now;
+      }
+      if (written >= this.#pingEnd) this.#pingEnd = 0;
+    }
+    return now - this.#pongClock >= pongTimeout;
   }
 
   /** Starts the closing handshake for a server shutdown, or drops the peer if already closing. */

@@ -99,6 +99,7 @@ export class FrameWriter {
   #tailEnd = 0;
   #tailView: Uint8Array | null = null;
   #queued = 0;
+  #writtenBytes = 0;
   #inFlight: Uint8Array | null = null;
   #inFlightOffset = 0;
   #scheduled = false;
@@ -121,6 +122,15 @@ export class FrameWriter {
   get bufferedAmount(): number {
     const inFlight = this.#inFlight;
     return this.#queued + (inFlight === null ? 0 : inFlight.length - this.#inFlightOffset);
+  }
+
+  /**
+   * Bytes handed to the kernel since the writer was made: a position in the
+   * stream of accepted bytes, so a caller can tell when a given frame has
+   * left (the heartbeat's pong clock starts then).
+   */
+  get writtenBytes(): number {
+    return this.#writtenBytes;
   }
 
   /** Whether a write failed; nothing more will be written. */
@@ -241,6 +251,7 @@ export class FrameWriter {
   #onWritten(n: number): void {
     const chunk = this.#inFlight;
     if (this.#failed || chunk === null) return;
+    this.#writtenBytes += n;
     const offset = this.#inFlightOffset + n;
     if (offset < chunk.length) {
       this.#write(chunk, offset);

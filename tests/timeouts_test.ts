@@ -68,6 +68,55 @@ Deno.test("heartbeat: a raw peer that answers each ping with a pong is kept", as
   }
 });
 
+Deno.test("heartbeat: a ping queued behind a backlog to a reading peer is not held against it", async () => {
+  // The server sends 16 MiB at once. The peer reads it slowly (~6 MB/s) for
+  // a while, then fast. The heartbeat ping waits behind the backlog for far
+  // longer than pongTimeout; the peer is busy reading, not dead, and must be
+  // kept. (Counting the pong deadline from when the ping was queued dropped it.)
+  const size = 16 * 1024 * 1024;
+  const pongTimeout = 500;
+  const h = startServer(
+    { pingInterval: 100, pongTimeout, idleTimeout: 0, maxBufferedAmount: 2 * size },
+    { open: (socket) => void socket.send(new Uint8Array(size)) },
+  );
+  try {
+    using raw = await RawClient.connect(h.port);
+    await raw.handshake();
+    const started = Date.now();
+    const slowly = 9 * 1024 * 1024;
+    await raw.skipSlowly(slowly, 64 * 1024, 10);
+    const took = Date.now() - started;
+    assert.ok(took > 2 * pongTimeout, `the slow read took ${took} ms: too fast to test anything`);
+    await raw.skipSlowly(10 + size - slowly, 1024 * 1024, 0);
+    const ping = await raw.readFrame();
+    assert.equal(ping.opcode, OP.PING, "the heartbeat ping follows the backlog");
+    await raw.write(clientFrame({ opcode: OP.PONG, payload: ping.payload }));
+    const next = await raw.readFrame();
+    assert.equal(next.opcode, OP.PING, "pinged again: the connection is alive");
+    assert.equal(h.closed.length, 0, "not dropped");
+    assert.equal(h.server.connectionCount, 1);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("heartbeat: a peer that stops reading with data queued is dropped after pongTimeout", async () => {
+  const h = startServer(
+    { pingInterval: 100, pongTimeout: 300, idleTimeout: 0 },
+    { open: (socket) => void socket.send(new Uint8Array(16 * 1024 * 1024)) },
+  );
+  try {
+    using raw = await RawClient.connect(h.port);
+    await raw.handshake();
+    // Reads nothing: the writer makes no progress, the ping never leaves.
+    await waitUntil(() => h.closed.length === 1, "the close handler", 5_000);
+    assert.equal(h.closed[0].code, 1006);
+    assert.equal(h.server.connectionCount, 0);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
 Deno.test('idle timeout: a silent peer is closed with 1001 "idle timeout"', async () => {
   const h = startServer({ idleTimeout: 200, pingInterval: 0 });
   const client = await TestClient.open(h.server.url);

@@ -353,6 +353,32 @@ export class RawClient {
   }
 
   /**
+   * Consumes `count` bytes of the stream as a slow reader would: at most
+   * `chunk` bytes per read, pausing `pauseMs` after each. Throws if the
+   * stream ends first.
+   */
+  async skipSlowly(
+    count: number,
+    chunk: number,
+    pauseMs: number,
+    timeoutMs = 30_000,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const buffered = Math.min(count, this.#buffer.length);
+    this.#take(buffered);
+    let left = count - buffered;
+    const into = new Uint8Array(chunk);
+    while (left > 0) {
+      const read = this.conn.read(into.subarray(0, Math.min(chunk, left)));
+      read.catch(() => {});
+      const n = await withTimeout(read, deadline - Date.now(), "a slow read");
+      if (n === null) throw new Error(`connection ended with ${left} bytes still to read`);
+      left -= n;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
+
+  /**
    * Reads one frame and asserts it is a close frame with `code` (and, when
    * given, `reason`); returns the code and the reason, which must be UTF-8.
    */
