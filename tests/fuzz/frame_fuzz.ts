@@ -711,28 +711,55 @@ export const ERROR_CODES: readonly number[] = [1002, 1007, 1009];
  * (as the connection's read buffer is reused), so a binary message that still
  * points into it afterwards shows up as corrupted. Returns the events and
  * what the run threw, if anything.
+ *
+ * With `inPlace`, it reads as the connection does for long payloads:
+ * whenever the parser offers a payload target (`payloadTarget(1)`), the next
+ * bytes of the piece are written straight into it and pushed from there; the
+ * assembler borrows from a budget, which must be whole again once the
+ * assembler is stopped (`budgetLeak` is what is missing).
  */
 export function runLibrary(
   bytes: Uint8Array,
   cuts: readonly number[],
   maxPayload: number,
-): { events: RecordedEvent[]; thrown: unknown } {
+  inPlace = false,
+): { events: RecordedEvent[]; thrown: unknown; budgetLeak: number } {
   const recorder = new MessageRecorder();
-  const parser = new FrameParser(new MessageAssembler(recorder, { maxPayload }));
+  const budgetSize = 4 * maxPayload;
+  let budgetLeft = budgetSize;
+  const budget = inPlace
+    ? {
+      take: (n: number) => n <= budgetLeft && (budgetLeft -= n, true),
+      give: (n: number) => void (budgetLeft += n),
+    }
+    : undefined;
+  const assembler = new MessageAssembler(recorder, { maxPayload, budget });
+  const parser = new FrameParser(assembler);
   const scratch = new Uint8Array(bytes.length);
   let start = 0;
   try {
     for (const cut of [...cuts, bytes.length]) {
-      const piece = scratch.subarray(0, cut - start);
-      piece.set(bytes.subarray(start, cut));
-      parser.push(piece);
-      start = cut;
+      while (start < cut) {
+        const target = inPlace ? parser.payloadTarget(1) : null;
+        if (target !== null) {
+          const n = Math.min(target.length, cut - start);
+          target.set(bytes.subarray(start, start + n));
+          parser.push(target, n);
+          start += n;
+          continue;
+        }
+        const piece = scratch.subarray(0, cut - start);
+        piece.set(bytes.subarray(start, cut));
+        parser.push(piece);
+        start = cut;
+      }
     }
     scratch.fill(0xee);
+    assembler.stop();
   } catch (error) {
-    return { events: recorder.events, thrown: error };
+    return { events: recorder.events, thrown: error, budgetLeak: 0 };
   }
-  return { events: recorder.events, thrown: undefined };
+  return { events: recorder.events, thrown: undefined, budgetLeak: budgetSize - budgetLeft };
 }
 
 /** Rule breaks in one event sequence: a bad error code, or anything after an error or a close. */
@@ -767,8 +794,9 @@ export interface CaseResult {
 }
 
 /**
- * Checks one case: the library, fed the stream whole and fed it at the
- * case's split points, must not throw, must report at most one error (with
+ * Checks one case: the library, fed the stream whole, fed it at the case's
+ * split points, and fed it at those points with long payloads read straight
+ * into their message buffers, must not throw, must report at most one error (with
  * an allowed code) and nothing after an error or a close, and must report
  * exactly the model's events both times.
  */
@@ -779,13 +807,18 @@ export function checkCase(fuzzCase: FuzzCase): CaseResult {
   });
   const want = model.events.map(eventKey);
   const violations: string[] = [];
-  const runs: [string, readonly number[]][] = [["whole", []], [
-    `split at ${fuzzCase.splits.length} points`,
-    fuzzCase.splits,
-  ]];
-  for (const [name, cuts] of runs) {
-    const run = runLibrary(fuzzCase.bytes, cuts, fuzzCase.maxPayload);
+  const split = `split at ${fuzzCase.splits.length} points`;
+  const runs: [string, readonly number[], boolean][] = [
+    ["whole", [], false],
+    [split, fuzzCase.splits, false],
+    [`${split}, payloads read in place`, fuzzCase.splits, true],
+  ];
+  for (const [name, cuts, inPlace] of runs) {
+    const run = runLibrary(fuzzCase.bytes, cuts, fuzzCase.maxPayload, inPlace);
     if (run.thrown !== undefined) violations.push(`${name}: threw ${String(run.thrown)}`);
+    if (run.budgetLeak !== 0) {
+      violations.push(`${name}: ${run.budgetLeak} budget bytes not given back`);
+    }
     for (const violation of sequenceViolations(run.events)) {
       violations.push(`${name}: ${violation}`);
     }
