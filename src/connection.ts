@@ -126,7 +126,7 @@ export class Connection<T> implements MessageHandler {
   // Heartbeat: whether a ping awaits its pong; where it ends in the writer's
   // byte stream while it still waits behind queued data (0 once written);
   // how far the writer had got at the last look; and the time the pong
-  // deadline counts from (see #checkPong).
+  // deadline counts from (see #pongDue).
   #pingOutstanding = false;
   #pingEnd = 0;
   #pingProgress = 0;
