@@ -379,13 +379,16 @@ function formatHeader(name: string, value: string): string {
 }
 
 /**
- * Encodes a complete HTTP/1.1 response head (with `Content-Length` and
- * `Connection: close`) for a body of `bodyLength` bytes.
+ * Encodes a complete HTTP/1.1 response head with `Connection: close`. The
+ * body is delimited by `framing`: a byte count (`Content-Length`),
+ * `"chunked"` (`Transfer-Encoding: chunked`), or null for no length header
+ * (no body, or one that ends when the connection closes). The application's
+ * own framing headers are replaced, never passed through.
  */
 export function encodeResponseHead(
   status: number,
   headers: Iterable<[string, string]>,
-  bodyLength: number,
+  framing: number | "chunked" | null,
 ): Uint8Array {
   let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
   for (const [name, value] of headers) {
@@ -395,7 +398,9 @@ export function encodeResponseHead(
     }
     head += formatHeader(name, value);
   }
-  head += `Content-Length: ${bodyLength}\r\nConnection: close\r\n\r\n`;
+  if (framing === "chunked") head += "Transfer-Encoding: chunked\r\n";
+  else if (framing !== null) head += `Content-Length: ${framing}\r\n`;
+  head += "Connection: close\r\n\r\n";
   return encoder.encode(head);
 }
 

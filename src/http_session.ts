@@ -7,11 +7,12 @@
  */
 
 import { ByteReader, type ByteReaderOptions } from "./byte_reader.ts";
+import { concatBytes } from "./concat_bytes.ts";
+import { ResponseWriter } from "./response_writer.ts";
 import { Connection, type ConnectionHost } from "./connection.ts";
 import {
   decodeRequestHead,
   encodeRejection,
-  encodeResponseHead,
   encodeSwitchingProtocols,
   findHeadEnd,
   type HandshakeRejection,
@@ -85,9 +86,15 @@ export class HttpSession<T> {
   #host: SessionHost<T>;
   #conn: Deno.Conn;
   #reader: ByteReader;
-  /** When the head must be complete by (host clock). */
-  readonly deadline: number;
+  /**
+   * When the request must be complete by (host clock): the head, and a
+   * plain HTTP request's body. Infinite once it is, so the application's
+   * handler and a streamed response take the time they need.
+   */
+  deadline: number;
   #done = false;
+  /** The response being written to a plain HTTP request, if any. */
+  #response: ResponseWriter | null = null;
 
   constructor(host: SessionHost<T>, conn: Deno.Conn) {
     this.#host = host;
@@ -101,6 +108,7 @@ export class HttpSession<T> {
   abort(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#response?.abort();
     closeQuietly(this.#conn);
   }
 
@@ -170,6 +178,16 @@ export class HttpSession<T> {
     if (this.#done) return;
     try {
       await writeAll(this.#conn, bytes);
+    } catch {
+      // The peer left; nothing to tell it.
+      return this.abort();
+    }
+    await this.#finishResponse();
+  }
+
+  /** After a complete response: half-close, drain briefly, close. */
+  async #finishResponse(): Promise<void> {
+    try {
       await this.#conn.closeWrite();
       await this.#drainBriefly();
     } catch {
@@ -328,6 +346,8 @@ export class HttpSession<T> {
       await this.#reject({ status: 400, message: "invalid request target or headers" });
       return;
     }
+    // The client has sent everything: from here on, time is the application's.
+    this.deadline = Infinity;
     let response: Response;
     try {
       response = await fetch.call(this.#host.handlers, request, {
@@ -373,26 +393,18 @@ export class HttpSession<T> {
       reader.consume(take);
       got += take;
     }
-    if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
-    const body = new Uint8Array(length);
-    let offset = 0;
-    for (const chunk of chunks) {
-      body.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return body;
+    return concatBytes(chunks, length);
   }
 
   async #respond(response: Response, head: RequestHead): Promise<void> {
-    const body = response.body === null
-      ? new Uint8Array(0)
-      : new Uint8Array(await response.arrayBuffer());
-    const responseHead = encodeResponseHead(response.status, response.headers, body.length);
-    // HEAD: the Content-Length GET would get (RFC 9110 §9.3.2), without the body.
-    if (head.method === "HEAD") return await this.#respondBytes(responseHead);
-    const bytes = new Uint8Array(responseHead.length + body.length);
-    bytes.set(responseHead);
-    bytes.set(body, responseHead.length);
-    await this.#respondBytes(bytes);
+    if (this.#done) {
+      response.body?.cancel().catch(() => {});
+      return;
+    }
+    const writer = this.#response = new ResponseWriter(this.#conn);
+    const complete = await writer.write(response, head);
+    this.#response = null;
+    if (!complete || this.#done) return this.abort();
+    await this.#finishResponse();
   }
 }

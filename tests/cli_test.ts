@@ -620,6 +620,8 @@ Deno.test("cli serve: --static serves files safely", async () => {
     await Deno.writeFile(`${root}/pixel.png`, new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 255]));
     await Deno.writeTextFile(`${root}/notes.unknownext`, "?");
     await Deno.writeTextFile(`${root}/file name.txt`, "spaced");
+    const big = Uint8Array.from({ length: 3 * 1024 * 1024 + 7 }, (_, i) => (i * 31 + 7) & 0xff);
+    await Deno.writeFile(`${root}/big.bin`, big);
     await Deno.writeTextFile(`${root}/.env`, "TOP SECRET");
     await Deno.symlink(`${base}/secret.txt`, `${root}/escape.txt`);
     await Deno.symlink(`${base}/outside`, `${root}/escape-dir`);
@@ -650,6 +652,11 @@ Deno.test("cli serve: --static serves files safely", async () => {
       const png = await get(port, "/pixel.png");
       assert.equal(png.headers.get("content-type"), "image/png");
       assert.deepEqual(png.body, new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 255]));
+
+      // A large file is streamed with its length (the body is checked against it).
+      const large = await get(port, "/big.bin");
+      assert.equal(large.headers.get("content-length"), String(big.length));
+      assert.ok(large.body.length === big.length && large.body.every((b, i) => b === big[i]));
 
       const redirect = await get(port, "/sub?x=1");
       assert.equal(redirect.status, 301);

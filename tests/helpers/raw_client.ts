@@ -353,6 +353,35 @@ export class RawClient {
   }
 
   /**
+   * Reads until `marker` (latin-1 text) has arrived; returns everything up to
+   * and including it, as latin-1 text, and leaves the rest unconsumed.
+   * Throws if the stream ends or the deadline passes first.
+   */
+  async readUntil(marker: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    let at: number;
+    while ((at = latin1.decode(this.#buffer).indexOf(marker)) < 0) {
+      if (!await this.#fill(deadline, JSON.stringify(marker))) {
+        throw new Error(
+          `connection ended (${this.#ended}) before ${JSON.stringify(marker)}; got ${
+            JSON.stringify(latin1.decode(this.#buffer))
+          }`,
+        );
+      }
+    }
+    return latin1.decode(this.#take(at + marker.length));
+  }
+
+  /** Reads until the server closes the connection; returns what arrived, as latin-1 text. */
+  async readToEnd(timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (await this.#fill(deadline, "the end of the stream")) {
+      // Keep reading.
+    }
+    return latin1.decode(this.#take(this.#buffer.length));
+  }
+
+  /**
    * Consumes `count` bytes of the stream as a slow reader would: at most
    * `chunk` bytes per read, pausing `pauseMs` after each. Throws if the
    * stream ends first.
