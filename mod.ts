@@ -40,6 +40,12 @@ export type {
 } from "./src/options.ts";
 export type { ReadMode } from "./src/byte_reader.ts";
 export {
+  type DeflateAgreement,
+  type DeflateParams,
+  negotiateDeflate,
+  type PerMessageDeflateOptions,
+} from "./src/permessage_deflate.ts";
+export {
   CloseCode,
   type ClosePayload,
   type ClosePayloadResult,

@@ -253,6 +253,7 @@ function startServer(
       maxPayload: config.maxPayload,
       maxConnections: config.maxConnections,
       idleTimeout: config.idleTimeout,
+      perMessageDeflate: config.deflate,
       onListen,
     }, serverHandlers);
   } catch (error) {

@@ -73,6 +73,8 @@ export interface ServeConfig {
   logFormat: LogFormat;
   /** Whether to leave out the per-connection log lines. */
   quiet: boolean;
+  /** Whether to accept permessage-deflate (compression) when clients offer it. */
+  deflate: boolean;
 }
 
 /**
@@ -131,6 +133,7 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   idleTimeout: DEFAULTS.idleTimeout,
   logFormat: "text",
   quiet: false,
+  deflate: false,
 };
 
 const SIZE_UNITS: Record<string, number> = {
@@ -351,6 +354,14 @@ const FLAGS: readonly FlagSpec[] = [
     help: "PEM private key for --cert",
     shown: "none",
     set: text("keyFile"),
+  },
+  {
+    name: "deflate",
+    help: "compress messages of 1 KiB and more for\nclients that offer permessage-deflate",
+    shown: "off",
+    set(config) {
+      config.deflate = true;
+    },
   },
   {
     name: "log-format",

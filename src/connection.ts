@@ -19,6 +19,7 @@ import {
   Opcode,
 } from "./frame.ts";
 import { FrameParser } from "./frame_parser.ts";
+import { deflateMessage, type DeflateParams, inflateMessage } from "./permessage_deflate.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { type AssemblyBudget, MessageAssembler, type MessageHandler } from "./message.ts";
 import type { Handlers, ResolvedOptions } from "./options.ts";
@@ -58,6 +59,10 @@ export interface ConnectionInit<T> {
   protocol: string;
   headers: Headers | (() => Headers);
   data: T;
+  /** The negotiated permessage-deflate parameters; null without compression. */
+  deflate?: DeflateParams | null;
+  /** The extensions as answered in the 101 (`Sec-WebSocket-Extensions`), or `""`. */
+  extensions?: string;
 }
 
 const textEncoder = new TextEncoder();
@@ -102,6 +107,7 @@ export class Connection<T> implements MessageHandler {
   readyState: number = ReadyState.OPEN;
   readonly url: string;
   readonly protocol: string;
+  readonly extensions: string;
   readonly remoteAddr: Deno.NetAddr;
 
   /** Host clock time of the last frame received (for the idle timeout). */
@@ -119,6 +125,7 @@ export class Connection<T> implements MessageHandler {
   #assembler: MessageAssembler;
   #headers: Headers | (() => Headers);
   #topics: Set<string> | null = null;
+  #deflate: DeflateParams | null;
   #closeSent = false;
   #finishing = false;
   #finished = false;
@@ -151,16 +158,23 @@ export class Connection<T> implements MessageHandler {
     this.#reader = init.reader;
     this.url = init.url;
     this.protocol = init.protocol;
+    this.extensions = init.extensions ?? "";
     this.#headers = init.headers;
     this.remoteAddr = init.conn.remoteAddr as Deno.NetAddr;
     this.lastReceived = this.lastPing = host.now;
     // The writer reports failure to this.writeFailed: no closure per connection.
     this.#writer = new FrameWriter(init.conn, this);
+    const deflate = this.#deflate = init.deflate ?? null;
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
+      inflate: deflate === null ? undefined : inflateMessage,
     });
-    this.#parser = new FrameParser(this.#assembler, { expectMasked: true });
+    this.#parser = new FrameParser(this.#assembler, {
+      expectMasked: true,
+      // permessage-deflate marks compressed messages with RSV1.
+      allowedRsv: deflate === null ? 0 : 0x40,
+    });
     this.socket = new ServerWebSocket<T>(this, init.data);
   }
 
@@ -347,6 +361,14 @@ export class Connection<T> implements MessageHandler {
   send(data: SendData): boolean {
     const payload = toPayload(data);
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
+    const deflate = this.#deflate;
+    if (deflate !== null && payload.length >= deflate.threshold) {
+      const binary = typeof payload !== "string";
+      const bytes = binary ? payload : textEncoder.encode(payload);
+      const opcode = binary ? Opcode.Binary : Opcode.Text;
+      this.#writer.enqueue(encodeFrame(opcode, deflateMessage(bytes, deflate), true, 0x40));
+      return true;
+    }
     // The writer encodes: this frame is this connection's alone, so a large
     // one can go into a pooled buffer the writer recycles once written.
     this.#writer.enqueueMessage(payload);

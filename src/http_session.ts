@@ -8,6 +8,7 @@
 
 import { ByteReader, type ByteReaderOptions } from "./byte_reader.ts";
 import { concatBytes } from "./concat_bytes.ts";
+import { negotiateDeflate } from "./permessage_deflate.ts";
 import { ResponseWriter } from "./response_writer.ts";
 import { Connection, type ConnectionHost } from "./connection.ts";
 import {
@@ -266,8 +267,14 @@ export class HttpSession<T> {
     }
     const protocol = this.#chooseProtocol(upgrade, accepted.protocol);
     if (this.#done) return null;
+    const deflateOption = host.options.perMessageDeflate;
+    const deflate = deflateOption === false ? null : negotiateDeflate(
+      headerValues(head, "sec-websocket-extensions"),
+      deflateOption === true ? {} : deflateOption,
+    );
     const response = encodeSwitchingProtocols(upgrade.key, {
       protocol,
+      extensions: deflate?.response,
       headers: accepted.headers ? new Headers(accepted.headers) : undefined,
     });
     // The hook may have taken long, and other upgrades may be writing their
@@ -298,6 +305,8 @@ export class HttpSession<T> {
         // strings per header (~600 bytes per idle connection).
         headers: () => new Headers((parseRequestText(text) as RequestHead).headers),
         data: accepted.data as T,
+        deflate: deflate?.params ?? null,
+        extensions: deflate?.response ?? "",
       });
       host.connectionOpened(connection);
       return connection;

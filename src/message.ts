@@ -95,6 +95,16 @@ export interface MessageAssemblerOptions {
    * when it is spent), the buffer grows with the bytes received.
    */
   budget?: AssemblyBudget;
+  /**
+   * Decompresses a whole message (permessage-deflate, RFC 7692): given, the
+   * RSV1 bit on a message's first frame marks it compressed, and it is
+   * inflated once complete, to at most `maxLength` bytes. Without it, RSV1
+   * is a protocol error.
+   */
+  inflate?: (compressed: Uint8Array, maxLength: number) => Uint8Array | {
+    code: number;
+    message: string;
+  };
 }
 
 // A binary message assembled from several pieces starts with a buffer of
@@ -167,21 +177,28 @@ export class MessageAssembler implements FrameHandler {
 
   #closed = false;
 
+  // permessage-deflate: the inflater, and whether the message in progress
+  // is compressed (collected like binary, inflated at its end).
+  #inflate: MessageAssemblerOptions["inflate"] | null;
+  #compressed = false;
+
   /** Creates an assembler reporting to `out`. */
   constructor(out: MessageHandler, options: MessageAssemblerOptions) {
     this.#out = out;
     this.#maxPayload = options.maxPayload;
     this.#budget = options.budget ?? null;
+    this.#inflate = options.inflate ?? null;
   }
 
   /** Frame header: checks fragment order and the size limit before any payload arrives. */
-  onFrameStart(fin: boolean, _rsv: number, opcode: number, length: number): boolean {
+  onFrameStart(fin: boolean, rsv: number, opcode: number, length: number): boolean {
     if (this.#closed) return false;
     this.#frameOpcode = opcode;
     this.#frameFin = fin;
     this.#frameLength = length;
     this.#frameReceived = 0;
     if (opcode >= Opcode.Close) {
+      if (rsv !== 0) return this.#fail(CloseCode.ProtocolError, "RSV1 set on a control frame");
       this.#controlLength = 0;
       return true;
     }
@@ -189,15 +206,26 @@ export class MessageAssembler implements FrameHandler {
       if (this.#messageOpcode === 0) {
         return this.#fail(CloseCode.ProtocolError, "continuation frame without a message");
       }
+      // RFC 7692 §6.1: only a message's first frame carries RSV1.
+      if (rsv !== 0) return this.#fail(CloseCode.ProtocolError, "RSV1 set on a continuation");
     } else if (this.#messageOpcode !== 0) {
       return this.#fail(CloseCode.ProtocolError, "new data frame inside a fragmented message");
     } else {
+      if (rsv !== 0 && (rsv !== 0x40 || this.#inflate === null)) {
+        return this.#fail(CloseCode.ProtocolError, "RSV bits set without an extension");
+      }
       this.#messageOpcode = opcode;
       this.#messageLength = 0;
+      this.#compressed = rsv !== 0;
     }
     // The limit is checked against the declared length, before any payload
-    // byte is buffered.
-    if (this.#messageLength + length > this.#maxPayload) {
+    // byte is buffered. Compressed bytes may exceed the message's size by
+    // deflate's framing overhead (incompressible data is stored in blocks
+    // with a 5-byte header per 64 KiB); the inflated size is checked too.
+    const limit = this.#compressed
+      ? this.#maxPayload + (this.#maxPayload >>> 9) + 64
+      : this.#maxPayload;
+    if (this.#messageLength + length > limit) {
       return this.#fail(
         CloseCode.MessageTooBig,
         `message exceeds the ${this.#maxPayload}-byte limit`,
@@ -228,6 +256,7 @@ export class MessageAssembler implements FrameHandler {
       this.#assembled += chunk.length;
       return true;
     }
+    if (this.#compressed) return this.#appendBinary(chunk);
     // Hot path: an unfragmented message whose payload arrived in one piece is
     // delivered straight from the read buffer, with no assembly copy.
     if (
@@ -246,6 +275,7 @@ export class MessageAssembler implements FrameHandler {
     const opcode = this.#frameOpcode;
     if (opcode >= Opcode.Close) return this.#endControl(opcode);
     if (!this.#frameFin || this.#messageOpcode === 0) return true;
+    if (this.#compressed) return this.#finishCompressed();
     // Zero-length frames and multi-piece messages finish here.
     if (this.#messageOpcode === Opcode.Text) {
       if (this.#decoder === null && this.#messageLength === 0) {
@@ -274,28 +304,50 @@ export class MessageAssembler implements FrameHandler {
     this.#fail(code, message);
   }
 
+  /** A compressed message is complete: inflate it, then deliver it as text or binary. */
+  #finishCompressed(): boolean {
+    const opcode = this.#messageOpcode;
+    const assembly = this.#assembly;
+    const compressed = assembly === null
+      ? new Uint8Array(0)
+      : assembly.subarray(0, this.#assembled);
+    const result = this.#inflate!(compressed, this.#maxPayload);
+    this.#dropAssembly();
+    this.#messageOpcode = 0;
+    this.#compressed = false;
+    if (!(result instanceof Uint8Array)) return this.#fail(result.code, result.message);
+    if (opcode === Opcode.Binary) {
+      this.#out.onBinary(result);
+      return !this.#closed;
+    }
+    return this.#deliverText(result);
+  }
+
+  /** Decodes a complete text message (fatal UTF-8) and delivers it. */
+  #deliverText(bytes: Uint8Array): boolean {
+    // Short messages: a JS decoder, cheaper than the native one's per-call
+    // cost (src/utf8.ts). It returns null on invalid bytes, and the fatal
+    // native decoder below then has the final word.
+    let text = bytes.length <= SHORT_UTF8 ? decodeUtf8Short(bytes, 0, bytes.length) : null;
+    if (text === null) {
+      try {
+        text = singleDecoder.decode(bytes);
+      } catch {
+        return this.#fail(CloseCode.InvalidPayload, "text message is not valid UTF-8");
+      }
+    }
+    this.#out.onText(text);
+    return !this.#closed;
+  }
+
   #deliverWhole(chunk: Uint8Array): boolean {
     // Mark the message complete before calling out, so onFrameEnd sees no
     // message in progress.
     const opcode = this.#messageOpcode;
     this.#messageOpcode = 0;
-    if (opcode === Opcode.Text) {
-      // Short messages: a JS decoder, cheaper than the native one's per-call
-      // cost (src/utf8.ts). It returns null on invalid bytes, and the fatal
-      // native decoder below then has the final word.
-      let text = chunk.length <= SHORT_UTF8 ? decodeUtf8Short(chunk, 0, chunk.length) : null;
-      if (text === null) {
-        try {
-          text = singleDecoder.decode(chunk);
-        } catch {
-          return this.#fail(CloseCode.InvalidPayload, "text message is not valid UTF-8");
-        }
-      }
-      this.#out.onText(text);
-    } else {
-      // A copy, because the chunk lives in the reused read buffer.
-      this.#out.onBinary(chunk.slice());
-    }
+    if (opcode === Opcode.Text) return this.#deliverText(chunk);
+    // A copy, because the chunk lives in the reused read buffer.
+    this.#out.onBinary(chunk.slice());
     return !this.#closed;
   }
 
@@ -354,7 +406,8 @@ export class MessageAssembler implements FrameHandler {
    */
   payloadBuffer(remaining: number): Uint8Array | null {
     if (
-      this.#closed || this.#frameOpcode >= Opcode.Close || this.#messageOpcode !== Opcode.Binary
+      this.#closed || this.#frameOpcode >= Opcode.Close ||
+      (this.#messageOpcode !== Opcode.Binary && !this.#compressed)
     ) {
       return null;
     }

@@ -203,7 +203,7 @@ export class ServerWebSocket<T = undefined> extends EventTarget {
 
   /** The extensions in use, as answered in the handshake, or `""`. */
   get extensions(): string {
-    return "";
+    return this.#connection.extensions;
   }
 
   /** Bytes of frames (headers included) accepted by `send` and not yet written to the socket. */

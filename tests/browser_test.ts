@@ -89,6 +89,24 @@ async function chatInBrowser(): Promise<void> {
     assert.deepEqual(pick(broadcast), { name: "alice", text: "hello from chromium ✓" });
     assert.equal(typeof broadcast.time, "number");
 
+    // The browser negotiated compression, and a large message (compressed by
+    // the browser, inflated by the server, compressed on the way back) comes
+    // back intact from /echo.
+    const echo = await browser.evaluate(`new Promise((resolve, reject) => {
+      const big = "compressible ".repeat(5000) + "✓";
+      const socket = new WebSocket("ws://" + location.host + "/echo");
+      socket.onerror = () => reject(new Error("echo socket failed"));
+      socket.onopen = () => socket.send(big);
+      socket.onmessage = (event) => {
+        resolve({ extensions: socket.extensions, same: event.data === big });
+        socket.close();
+      };
+    })`);
+    assert.deepEqual(echo, {
+      extensions: "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+      same: true,
+    });
+
     await click(browser, "close");
     await browser.waitFor(`${byId("status")}.textContent === "disconnected"`);
 

@@ -36,6 +36,7 @@ const FLAG_NAMES = [
   "idle-timeout",
   "cert",
   "key",
+  "deflate",
   "log-format",
   "quiet",
 ];
@@ -70,6 +71,7 @@ Deno.test("cli args: serve defaults", () => {
     idleTimeout: 120_000,
     logFormat: "text",
     quiet: false,
+    deflate: false,
   });
 });
 
@@ -95,6 +97,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       "--log-format",
       "json",
       "--quiet",
+      "--deflate",
     ]),
     {
       port: 9000,
@@ -109,6 +112,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       keyFile: "k.pem",
       logFormat: "json",
       quiet: true,
+      deflate: true,
     },
   );
   const short = serveConfig(["-p", "0", "-q", "--mode=chat", "--max-connections", "unlimited"]);
@@ -760,6 +764,19 @@ Deno.test("cli serve: --max-payload closes with 1009 above the limit", async () 
       "close line with 1009",
     );
   });
+});
+
+Deno.test("cli serve: --deflate accepts permessage-deflate offers; without it they are ignored", async () => {
+  const offer: [string, string][] = [["Sec-WebSocket-Extensions", "permessage-deflate"]];
+  for (const [args, expected] of [[["--deflate"], /^permessage-deflate/], [[], null]] as const) {
+    await withCli([...args], async (_, url) => {
+      using raw = await RawClient.connect(Number(url.port));
+      const head = await raw.handshake({ headers: offer });
+      const extensions = head.headers.get("sec-websocket-extensions");
+      if (expected === null) assert.equal(extensions, null);
+      else assert.match(extensions ?? "", expected);
+    });
+  }
 });
 
 Deno.test("cli serve: --idle-timeout closes silent clients with 1001", async () => {

@@ -37,6 +37,9 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 const server = serve<{ room: string }>({
   port,
   hostname,
+  // Browsers offer compression; messages of 1 KiB and more are then sent
+  // compressed (RFC 7692).
+  perMessageDeflate: true,
   onListen: (addr) => console.log(`chat listening on http://${addr.hostname}:${addr.port}/`),
 }, {
   upgrade: (request) => ({ data: { room: new URL(request.url).pathname } }),
