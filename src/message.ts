@@ -181,6 +181,7 @@ export class MessageAssembler implements FrameHandler {
   // is compressed (collected like binary, inflated at its end).
   #inflate: MessageAssemblerOptions["inflate"] | null;
   #compressed = false;
+  #compressedLimit: number;
 
   /** Creates an assembler reporting to `out`. */
   constructor(out: MessageHandler, options: MessageAssemblerOptions) {
@@ -188,17 +189,19 @@ export class MessageAssembler implements FrameHandler {
     this.#maxPayload = options.maxPayload;
     this.#budget = options.budget ?? null;
     this.#inflate = options.inflate ?? null;
+    this.#compressedLimit = this.#maxPayload + (this.#maxPayload >>> 9) + 64;
   }
 
   /** Frame header: checks fragment order and the size limit before any payload arrives. */
   onFrameStart(fin: boolean, rsv: number, opcode: number, length: number): boolean {
     if (this.#closed) return false;
+    // RSV checks live out of line: this is the per-frame hot path.
+    if (rsv !== 0 && !this.#checkRsv(rsv, opcode)) return false;
     this.#frameOpcode = opcode;
     this.#frameFin = fin;
     this.#frameLength = length;
     this.#frameReceived = 0;
     if (opcode >= Opcode.Close) {
-      if (rsv !== 0) return this.#fail(CloseCode.ProtocolError, "RSV1 set on a control frame");
       this.#controlLength = 0;
       return true;
     }
@@ -206,26 +209,17 @@ export class MessageAssembler implements FrameHandler {
       if (this.#messageOpcode === 0) {
         return this.#fail(CloseCode.ProtocolError, "continuation frame without a message");
       }
-      // RFC 7692 §6.1: only a message's first frame carries RSV1.
-      if (rsv !== 0) return this.#fail(CloseCode.ProtocolError, "RSV1 set on a continuation");
     } else if (this.#messageOpcode !== 0) {
       return this.#fail(CloseCode.ProtocolError, "new data frame inside a fragmented message");
     } else {
-      if (rsv !== 0 && (rsv !== 0x40 || this.#inflate === null)) {
-        return this.#fail(CloseCode.ProtocolError, "RSV bits set without an extension");
-      }
       this.#messageOpcode = opcode;
       this.#messageLength = 0;
       this.#compressed = rsv !== 0;
     }
     // The limit is checked against the declared length, before any payload
-    // byte is buffered. Compressed bytes may exceed the message's size by
-    // deflate's framing overhead (incompressible data is stored in blocks
-    // with a 5-byte header per 64 KiB); the inflated size is checked too.
-    const limit = this.#compressed
-      ? this.#maxPayload + (this.#maxPayload >>> 9) + 64
-      : this.#maxPayload;
-    if (this.#messageLength + length > limit) {
+    // byte is buffered.
+    const total = this.#messageLength + length;
+    if (total > this.#maxPayload && !this.#withinCompressedAllowance(total)) {
       return this.#fail(
         CloseCode.MessageTooBig,
         `message exceeds the ${this.#maxPayload}-byte limit`,
@@ -302,6 +296,32 @@ export class MessageAssembler implements FrameHandler {
   /** A framing error from the parser: passed on as a protocol error. */
   onFrameError(code: number, message: string): void {
     this.#fail(code, message);
+  }
+
+  /**
+   * RSV bits on a frame: only RSV1, only on a data message's first frame,
+   * and only with an inflater (permessage-deflate, RFC 7692 §6.1).
+   */
+  #checkRsv(rsv: number, opcode: number): boolean {
+    if (opcode >= Opcode.Close) {
+      return this.#fail(CloseCode.ProtocolError, "RSV1 set on a control frame");
+    }
+    if (opcode === Opcode.Continuation) {
+      return this.#fail(CloseCode.ProtocolError, "RSV1 set on a continuation frame");
+    }
+    if (rsv !== 0x40 || this.#inflate === null) {
+      return this.#fail(CloseCode.ProtocolError, "RSV bits set without an extension");
+    }
+    return true;
+  }
+
+  /**
+   * Compressed bytes may exceed the message's size by deflate's framing
+   * overhead (incompressible data is stored in blocks with a 5-byte header
+   * per 64 KiB); the inflated size is limited separately.
+   */
+  #withinCompressedAllowance(total: number): boolean {
+    return this.#compressed && total <= this.#compressedLimit;
   }
 
   /** A compressed message is complete: inflate it, then deliver it as text or binary. */
