@@ -12,14 +12,13 @@ import {
   CloseCode,
   encodeClosePayload,
   encodeFrame,
-  encodeFrameShared,
-  encodeTextFrameShared,
   MAX_CLOSE_REASON_BYTES,
   MAX_CONTROL_PAYLOAD,
   Opcode,
 } from "./frame.ts";
 import { FrameParser } from "./frame_parser.ts";
 import { deflateMessage, type DeflateParams, inflateMessage } from "./permessage_deflate.ts";
+import { SharedMessage } from "./shared_message.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { type AssemblyBudget, MessageAssembler, type MessageHandler } from "./message.ts";
 import type { Handlers, ResolvedOptions } from "./options.ts";
@@ -29,6 +28,7 @@ import {
   type SendData,
   ServerWebSocket,
   socketInternals,
+  toPayload,
 } from "./socket.ts";
 
 /** What a connection needs from the server that owns it. */
@@ -45,8 +45,8 @@ export interface ConnectionHost<T> {
   socketClosed(connection: Connection<T>): void;
   /** Adds or removes a topic subscription. */
   setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void;
-  /** Publishes an encoded frame to a topic's subscribers except `except`. */
-  publishFrame(topic: string, frame: Uint8Array, except: Connection<T> | null): number;
+  /** Publishes a message to a topic's subscribers except `except`. */
+  publishFrame(topic: string, message: SharedMessage, except: Connection<T> | null): number;
   /** Reports an application error. */
   reportError(error: unknown, socket?: ServerWebSocket<T>): void;
 }
@@ -71,26 +71,6 @@ const textEncoder = new TextEncoder();
 // its message's buffer. Below it, an ordinary read (which may also bring the
 // next frames) is cheaper than a read of its own, and the copy is small.
 const DIRECT_READ_MIN = 16 * 1024;
-
-/** Turns any {@linkcode SendData} into a view of its bytes (no copy), or keeps a string. */
-export function toPayload(data: SendData): string | Uint8Array {
-  if (typeof data === "string" || data instanceof Uint8Array) return data;
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data)) {
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  }
-  throw new TypeError("send() takes a string, an ArrayBuffer or an ArrayBufferView");
-}
-
-/** Encodes a message as one frame: text for strings, binary for bytes. */
-export function encodeMessage(data: SendData): Uint8Array {
-  const payload = toPayload(data);
-  return typeof payload === "string"
-    // Shared-slab encoders: no allocation per small frame, and consecutive
-    // frames are adjacent so the writer corks them without copying.
-    ? encodeTextFrameShared(payload)
-    : encodeFrameShared(Opcode.Binary, payload);
-}
 
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
@@ -375,6 +355,11 @@ export class Connection<T> implements MessageHandler {
     return true;
   }
 
+  /** Queues a message shared with other recipients, compressed if this connection negotiated it. */
+  sendShared(message: SharedMessage): boolean {
+    return this.sendFrame(message.frameFor(this.#deflate));
+  }
+
   /** Queues an encoded data frame, applying the slow-consumer limit. */
   sendFrame(frame: Uint8Array): boolean {
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
@@ -604,6 +589,6 @@ export class Connection<T> implements MessageHandler {
 
   /** Publishes to a topic's other subscribers. */
   publish(topic: string, data: SendData, _from: ServerWebSocket<T>): number {
-    return this.#host.publishFrame(topic, encodeMessage(data), this);
+    return this.#host.publishFrame(topic, new SharedMessage(data), this);
   }
 }

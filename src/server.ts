@@ -7,7 +7,7 @@
 
 import { CloseCode } from "./frame.ts";
 import type { Connection } from "./connection.ts";
-import { encodeMessage } from "./connection.ts";
+import { SharedMessage } from "./shared_message.ts";
 import { HttpSession, readerOptions, type SessionHost } from "./http_session.ts";
 import {
   type Handlers,
@@ -144,14 +144,15 @@ export class Server<T = undefined> {
   }
 
   /**
-   * Sends `data` to every subscriber of `topic`. The frame is encoded once and
-   * the same bytes are queued for every recipient; each recipient's writes are
+   * Sends `data` to every subscriber of `topic`. The frame is encoded once
+   * (and compressed once, for subscribers that negotiated permessage-deflate)
+   * and the same bytes are queued for every recipient; each recipient's writes are
    * corked, so a burst of publishes becomes one write per subscriber.
    * Subscribers over `maxBufferedAmount` are closed (1008) instead of slowing
    * the others. Returns how many subscribers accepted the message.
    */
   publish(topic: string, data: SendData): number {
-    return this.#core.publishFrame(topic, encodeMessage(data), null);
+    return this.#core.publishFrame(topic, new SharedMessage(data), null);
   }
 
   /**
@@ -160,9 +161,9 @@ export class Server<T = undefined> {
    * closed with 1008 and skipped, never waited for.
    */
   broadcast(data: SendData): number {
-    const frame = encodeMessage(data);
+    const message = new SharedMessage(data);
     let accepted = 0;
-    for (const connection of this.#core.connections) if (connection.sendFrame(frame)) accepted++;
+    for (const connection of this.#core.connections) if (connection.sendShared(message)) accepted++;
     return accepted;
   }
 
@@ -383,7 +384,7 @@ class ServerCore<T> implements SessionHost<T> {
     }
   }
 
-  publishFrame(topic: string, frame: Uint8Array, except: Connection<T> | null): number {
+  publishFrame(topic: string, message: SharedMessage, except: Connection<T> | null): number {
     const members = this.#topics.get(topic);
     if (members === undefined) return 0;
     // Slow-consumer policy (publish and broadcast alike): a fan-out never
@@ -395,7 +396,7 @@ class ServerCore<T> implements SessionHost<T> {
     // message and later ones. A refused message is not retried or queued.
     let accepted = 0;
     for (const connection of members) {
-      if (connection !== except && connection.sendFrame(frame)) accepted++;
+      if (connection !== except && connection.sendShared(message)) accepted++;
     }
     return accepted;
   }

@@ -46,6 +46,16 @@ export const ReadyState = {
  */
 export type SendData = string | ArrayBuffer | ArrayBufferView;
 
+/** Turns any {@linkcode SendData} into a view of its bytes (no copy), or keeps a string. */
+export function toPayload(data: SendData): string | Uint8Array {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  throw new TypeError("send() takes a string, an ArrayBuffer or an ArrayBufferView");
+}
+
 /**
  * How binary messages appear in `message` events: a `Uint8Array` (default) or an `ArrayBuffer`.
  *

@@ -254,3 +254,35 @@ Deno.test("live: npm ws with permessage-deflate round-trips text and binary of e
     await h.server.shutdown();
   }
 });
+
+Deno.test("live: publish and broadcast compress once for the subscribers that negotiated it", async () => {
+  const h = startServer({ perMessageDeflate: { threshold: 16 } }, {
+    open: (socket) => void socket.subscribe("news"),
+  });
+  try {
+    using compressing = await RawClient.connect(h.port);
+    await compressing.handshake({ headers: [["Sec-WebSocket-Extensions", OFFER]] });
+    using plain = await RawClient.connect(h.port);
+    await plain.handshake();
+    await waitUntil(() => h.server.subscriberCount("news") === 2, "two subscribers");
+
+    const long = "news for everyone, news for everyone";
+    assert.equal(h.server.publish("news", long), 2);
+    assert.equal(h.server.broadcast(utf8(long)), 2);
+    assert.equal(h.server.publish("news", "short"), 2);
+    for (const [opcode, payload] of [[OP.TEXT, long], [OP.BINARY, long]] as const) {
+      const zipped = await compressing.readFrame();
+      assert.deepEqual([zipped.opcode, zipped.rsv], [opcode, 0x40]);
+      assert.equal(new TextDecoder().decode(decompress(zipped.payload)), payload);
+      const unzipped = await plain.readFrame();
+      assert.deepEqual([unzipped.opcode, unzipped.rsv], [opcode, 0]);
+      assert.equal(new TextDecoder().decode(unzipped.payload), payload);
+    }
+    for (const client of [compressing, plain]) {
+      const frame = await client.readFrame();
+      assert.deepEqual([frame.rsv, new TextDecoder().decode(frame.payload)], [0, "short"]);
+    }
+  } finally {
+    await h.server.shutdown();
+  }
+});

@@ -1,0 +1,55 @@
+/**
+ * One message sent to many sockets (`publish`, `broadcast`): its frame is
+ * encoded once and the same bytes are queued for every recipient; for
+ * recipients that negotiated permessage-deflate it is compressed at most
+ * once per set of compression parameters (normally once in all).
+ *
+ * @module
+ */
+
+import { encodeFrame, encodeFrameShared, encodeTextFrameShared, Opcode } from "./frame.ts";
+import { deflateMessage, type DeflateParams } from "./permessage_deflate.ts";
+import { type SendData, toPayload } from "./socket.ts";
+
+const textEncoder = new TextEncoder();
+
+/** A payload as one uncompressed frame: text for strings, binary for bytes. */
+function encodePlain(payload: string | Uint8Array): Uint8Array {
+  return typeof payload === "string"
+    // Shared-slab encoders: no allocation per small frame, and consecutive
+    // frames are adjacent so the writer corks them without copying.
+    ? encodeTextFrameShared(payload)
+    : encodeFrameShared(Opcode.Binary, payload);
+}
+
+/** A message encoded on demand, once per kind of recipient. */
+export class SharedMessage {
+  #payload: string | Uint8Array;
+  #plain: Uint8Array | null = null;
+  // Compressed frames by "windowBits/level": clients may ask for a smaller
+  // window (server_max_window_bits), so one server can need more than one.
+  #compressed: Map<string, Uint8Array> | null = null;
+
+  constructor(data: SendData) {
+    this.#payload = toPayload(data);
+  }
+
+  /** The frame for a recipient with these compression parameters (null: none). */
+  frameFor(deflate: DeflateParams | null): Uint8Array {
+    const payload = this.#payload;
+    if (deflate === null || payload.length < deflate.threshold) {
+      return this.#plain ??= encodePlain(payload);
+    }
+    const key = `${deflate.windowBits}/${deflate.level}`;
+    const compressed = this.#compressed ??= new Map();
+    let frame = compressed.get(key);
+    if (frame === undefined) {
+      const binary = typeof payload !== "string";
+      const bytes = binary ? payload : textEncoder.encode(payload);
+      const opcode = binary ? Opcode.Binary : Opcode.Text;
+      frame = encodeFrame(opcode, deflateMessage(bytes, deflate), true, 0x40);
+      compressed.set(key, frame);
+    }
+    return frame;
+  }
+}
