@@ -25,6 +25,7 @@ import {
   utf8,
 } from "./helpers/frames.ts";
 import { OP, RawClient } from "./helpers/raw_client.ts";
+import { compressedTwin, eventKey } from "./fuzz/frame_fuzz.ts";
 import { startServer, waitUntil } from "./helpers/harness.ts";
 
 const BOTH_NO_TAKEOVER =
@@ -284,5 +285,55 @@ Deno.test("live: publish and broadcast compress once for the subscribers that ne
     }
   } finally {
     await h.server.shutdown();
+  }
+});
+
+/** Feeds `bytes` to a fresh pipeline: whole, cut at `cuts`, or read in place like the connection. */
+function decodeEvents(
+  bytes: Uint8Array,
+  cuts: readonly number[],
+  inflate: boolean,
+  inPlace: boolean,
+): string[] {
+  const recorder = new MessageRecorder();
+  const assembler = new MessageAssembler(recorder, {
+    maxPayload: 1 << 20,
+    inflate: inflate ? inflateMessage : undefined,
+  });
+  const parser = new FrameParser(assembler, { allowedRsv: inflate ? 0x40 : 0 });
+  let start = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    while (start < cut) {
+      const target = inPlace ? parser.payloadTarget(1) : null;
+      const end = target === null ? cut : Math.min(cut, start + target.length);
+      const piece = bytes.slice(start, end);
+      if (target === null) parser.push(piece);
+      else {
+        target.set(piece);
+        parser.push(target, piece.length);
+      }
+      start = end;
+    }
+  }
+  return recorder.events.map(eventKey);
+}
+
+Deno.test("fuzz: compressed streams give the same messages as their uncompressed twins", () => {
+  let checked = 0;
+  for (let seed = 1; checked < 300; seed++) {
+    const twin = compressedTwin(0xdef1a7e + seed, compress);
+    if (twin === null) continue;
+    checked++;
+    const want = decodeEvents(twin.plain, [], false, false);
+    for (
+      const [how, cuts, inPlace] of [
+        ["whole", [], false],
+        ["split", twin.splits, false],
+        ["split, read in place", twin.splits, true],
+      ] as const
+    ) {
+      const got = decodeEvents(twin.compressed, cuts, true, inPlace);
+      assert.deepEqual(got, want, `seed ${0xdef1a7e + seed}, ${how}`);
+    }
   }
 });

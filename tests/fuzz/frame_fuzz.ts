@@ -498,6 +498,64 @@ export function generateCase(seed: number, options: GenerateOptions): FuzzCase {
   return { seed, maxPayload, bytes, splits: splitPoints(rng, bytes.length), notes };
 }
 
+/** A valid stream and the same stream with every data message compressed (RFC 7692). */
+export interface CompressedTwin {
+  /** The messages as generated, uncompressed. */
+  plain: Uint8Array;
+  /**
+   * The same frames, but each data message's payload deflated as a whole and
+   * cut again into as many frames as before (RSV1 on the first): control
+   * frames stay where they were.
+   */
+  compressed: Uint8Array;
+  /** Random cut points in `compressed`, for split feeding. */
+  splits: number[];
+}
+
+/**
+ * Generates a {@linkcode CompressedTwin} from `seed`, or null when the seed's
+ * stream has text that is not UTF-8 (an uncompressed receiver rejects that
+ * at the bad fragment, a compressed one only at the message's end, so the
+ * two would rightly report different events before the error).
+ */
+export function compressedTwin(
+  seed: number,
+  compress: (bytes: Uint8Array) => Uint8Array,
+): CompressedTwin | null {
+  const rng = new Rng(seed);
+  const notes: string[] = [];
+  const options = { maxPayloads: [1 << 20], maxMessageBytes: 70_000, maxMessages: 6 };
+  const frames = validFrames(rng, options, notes);
+  if (notes.includes("text not UTF-8")) return null;
+  const twin = frames.map((frame) => ({ ...frame }));
+  let message: number[] = [];
+  const finish = () => {
+    const payloads = message.map((i) => toBytes(frames[i].payload));
+    const deflated = compress(concat(...payloads));
+    const cuts = Array.from({ length: message.length - 1 }, () => rng.int(deflated.length + 1));
+    split(deflated, cuts.sort((a, b) => a - b)).forEach((piece, j) => {
+      twin[message[j]].payload = piece;
+    });
+    twin[message[0]].rsv = 0x40;
+    message = [];
+  };
+  frames.forEach((frame, i) => {
+    if (frame.opcode >= 0x8) return;
+    message.push(i);
+    if (frame.fin ?? true) finish();
+  });
+  const compressed = concat(...twin.map((frame) => clientFrame(fitLengthField(frame))));
+  return {
+    plain: concat(...frames.map((frame) => clientFrame(fitLengthField(frame)))),
+    compressed,
+    splits: splitPoints(rng, compressed.length),
+  };
+}
+
+function toBytes(payload: Uint8Array | string | undefined): Uint8Array {
+  return typeof payload === "string" ? utf8(payload) : payload ?? new Uint8Array(0);
+}
+
 // ---- reference model --------------------------------------------------------
 
 /** WHATWG/RFC 3629 UTF-8 validation, one byte at a time, so a prefix can be judged. */
