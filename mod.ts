@@ -39,6 +39,7 @@ export type {
   UpgradeInfo,
 } from "./src/options.ts";
 export type { ReadMode } from "./src/byte_reader.ts";
+export { formatPrometheus, type ServerMetrics } from "./src/metrics.ts";
 export {
   type DeflateAgreement,
   type DeflateParams,

@@ -35,6 +35,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { CHAT_PAGE_HTML, CHAT_SOCKET_PATH, parseChatMessage } from "./chat.ts";
 import { type HelpTopic, parseCliArgs, type ServeConfig, usage, usageHint } from "./cli_args.ts";
 import { formatAddr, Logger } from "./logger.ts";
+import { formatPrometheus } from "./metrics.ts";
 import type { Handlers } from "./options.ts";
 import { serve, type Server } from "./server.ts";
 import { createStaticHandler, type StaticHandler } from "./static_files.ts";
@@ -156,16 +157,30 @@ function textResponse(status: number, message: string, headers: HeadersInit = {}
   });
 }
 
-/** The plain-HTTP handler: the chat page and/or static files, or none. */
+/** The plain-HTTP handler: health, metrics, the chat page and/or static files, or none. */
 function httpHandler(
   config: ServeConfig,
   files: StaticHandler | undefined,
+  server: () => Server<Peer>,
 ): Handlers<Peer>["fetch"] {
-  if (config.mode !== "chat" && files === undefined) return undefined;
+  const { healthPath, metricsPath } = config;
+  if (
+    config.mode !== "chat" && files === undefined && healthPath === undefined &&
+    metricsPath === undefined
+  ) {
+    return undefined;
+  }
   return (request) => {
     const readOnly = request.method === "GET" || request.method === "HEAD";
+    const { pathname } = new URL(request.url);
+    if (pathname === healthPath || pathname === metricsPath) {
+      if (!readOnly) return textResponse(405, "method not allowed", { allow: "GET, HEAD" });
+      if (pathname === healthPath) return textResponse(200, "ok");
+      return new Response(formatPrometheus(server().metrics()), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
     if (config.mode === "chat") {
-      const { pathname } = new URL(request.url);
       if (pathname === "/" || pathname === "/index.html") {
         if (!readOnly) return textResponse(405, "method not allowed", { allow: "GET, HEAD" });
         return new Response(CHAT_PAGE_HTML, {
@@ -234,7 +249,7 @@ function handlers(
         path: socket?.data.path,
       });
     },
-    fetch: httpHandler(config, files),
+    fetch: httpHandler(config, files, server),
   };
 }
 
@@ -342,8 +357,12 @@ async function runServe(
     { version: VERSION, urls: urls.ws, mode: config.mode, path: config.path },
   );
   if (urls.http.length > 0) {
-    const what = [config.mode === "chat" ? "chat page" : "", files ? "static files" : ""]
-      .filter(Boolean).join(" and ");
+    const what = [
+      config.mode === "chat" ? "chat page" : "",
+      files ? "static files" : "",
+      config.healthPath === undefined ? "" : `health on ${config.healthPath}`,
+      config.metricsPath === undefined ? "" : `metrics on ${config.metricsPath}`,
+    ].filter(Boolean).join(", ");
     logger.info("http", `serving ${what} on ${urls.http.join(" ")}`, { urls: urls.http });
   }
 

@@ -59,6 +59,10 @@ export interface ServeConfig {
   path?: string;
   /** When set, plain HTTP requests are answered with files from this directory. */
   staticDir?: string;
+  /** When set, GET on this path answers the server's metrics in Prometheus text format. */
+  metricsPath?: string;
+  /** When set, GET on this path answers 200 "ok" (for load balancer health checks). */
+  healthPath?: string;
   /** Largest message in bytes; a larger one closes the connection with 1009. */
   maxPayload: number;
   /** Open connections allowed (`Infinity` for no limit); upgrades beyond get 503. */
@@ -239,7 +243,17 @@ function oneOf<K extends "mode" | "logFormat">(key: K, choices: readonly ServeCo
   };
 }
 
-function text<K extends "hostname" | "path" | "staticDir" | "certFile" | "keyFile">(
+/** A setter for a URL path (starts with /, no query); `example` goes into the error message. */
+function urlPath<K extends "path" | "metricsPath" | "healthPath">(key: K, example: string): Setter {
+  return (config, value) => {
+    if (!value.startsWith("/") || /[?#\s]/.test(value)) {
+      return `expected a URL path such as ${example} (starting with /, no query)`;
+    }
+    config[key] = value;
+  };
+}
+
+function text<K extends "hostname" | "staticDir" | "certFile" | "keyFile">(
   key: K,
 ): Setter {
   return (config, value) => {
@@ -284,12 +298,21 @@ const FLAGS: readonly FlagSpec[] = [
     value: "PATH",
     help: "accept upgrades only on PATH; others get 404",
     shown: "any path",
-    set(config, value) {
-      if (!value.startsWith("/") || /[?#\s]/.test(value)) {
-        return "expected a URL path such as /ws (starting with /, no query)";
-      }
-      config.path = value;
-    },
+    set: urlPath("path", "/ws"),
+  },
+  {
+    name: "metrics",
+    value: "PATH",
+    help: "answer GET PATH with Prometheus metrics\n(connections, messages, bytes, close codes)",
+    shown: "off",
+    set: urlPath("metricsPath", "/metrics"),
+  },
+  {
+    name: "health",
+    value: "PATH",
+    help: "answer GET PATH with 200 ok, for load\nbalancer health checks",
+    shown: "off",
+    set: urlPath("healthPath", "/healthz"),
   },
   {
     name: "static",

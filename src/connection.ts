@@ -18,6 +18,7 @@ import {
 } from "./frame.ts";
 import { FrameParser } from "./frame_parser.ts";
 import { deflateMessage, type DeflateParams, inflateMessage } from "./permessage_deflate.ts";
+import type { TrafficCounters } from "./metrics.ts";
 import { SharedMessage } from "./shared_message.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { type AssemblyBudget, MessageAssembler, type MessageHandler } from "./message.ts";
@@ -41,8 +42,8 @@ export interface ConnectionHost<T> {
   readonly assemblyBudget?: AssemblyBudget;
   /** The connection has finished; forget it. */
   connectionClosed(connection: Connection<T>): void;
-  /** The application has been told the connection closed (TCP may still be draining). */
-  socketClosed(connection: Connection<T>): void;
+  /** The application has been told the connection closed with `code` (TCP may still be draining). */
+  socketClosed(connection: Connection<T>, code: number): void;
   /** Adds or removes a topic subscription. */
   setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void;
   /** Publishes a message to a topic's subscribers except `except`. */
@@ -81,7 +82,7 @@ function truncateReason(reason: string): string {
 }
 
 /** One WebSocket connection after a successful upgrade. */
-export class Connection<T> implements MessageHandler {
+export class Connection<T> implements MessageHandler, TrafficCounters {
   /** The application's view of this connection. */
   readonly socket: ServerWebSocket<T>;
   readyState: number = ReadyState.OPEN;
@@ -89,6 +90,13 @@ export class Connection<T> implements MessageHandler {
   readonly protocol: string;
   readonly extensions: string;
   readonly remoteAddr: Deno.NetAddr;
+
+  /** Data messages delivered to the application (metrics). */
+  messagesReceived = 0;
+  /** Data messages accepted for sending (metrics). */
+  messagesSent = 0;
+  /** Bytes read from the socket since the upgrade (metrics). */
+  bytesReceived = 0;
 
   /** Host clock time of the last frame received (for the idle timeout). */
   lastReceived: number;
@@ -169,6 +177,11 @@ export class Connection<T> implements MessageHandler {
     this.#finish(CloseCode.Abnormal, "", false);
   }
 
+  /** Bytes written to the socket (metrics). */
+  get bytesSent(): number {
+    return this.#writer.writtenBytes;
+  }
+
   /** Bytes queued and not yet written. */
   get bufferedAmount(): number {
     return this.#writer.bufferedAmount;
@@ -186,7 +199,10 @@ export class Connection<T> implements MessageHandler {
     const reader = this.#reader;
     try {
       // Bytes that arrived together with the request head are frames already.
-      if (reader.filled > 0) this.#feed();
+      if (reader.filled > 0) {
+        this.bytesReceived += reader.filled;
+        this.#feed();
+      }
       // After a protocol error or a close frame the parser ignores input, but
       // reading goes on: closing a socket with unread bytes makes the kernel
       // send a reset, which can destroy our close frame before the peer reads
@@ -203,6 +219,7 @@ export class Connection<T> implements MessageHandler {
           reader.keepSize();
           const n = await reader.readInto(target);
           if (n === null || n === 0) break;
+          this.bytesReceived += n;
           this.lastReceived = this.#host.now;
           parser.push(target, n);
           continue;
@@ -210,6 +227,7 @@ export class Connection<T> implements MessageHandler {
         // Awaits the runtime's read promise itself: one promise hop per read.
         const n = reader.commit(await reader.readRaw());
         if (n === 0) break;
+        this.bytesReceived += n;
         this.#feed();
         // After the peer's close frame it sends nothing more (RFC 6455
         // §5.5.1) and TCP closes as soon as our reply is written, so no
@@ -293,6 +311,7 @@ export class Connection<T> implements MessageHandler {
     // Messages that arrive after we started closing are dropped, as the
     // standard WebSocket does in the CLOSING state.
     if (this.readyState !== ReadyState.OPEN) return;
+    this.messagesReceived++;
     const handlers = this.#host.handlers;
     const handler = handlers.message;
     if (handler !== undefined) {
@@ -347,11 +366,13 @@ export class Connection<T> implements MessageHandler {
       const bytes = binary ? payload : textEncoder.encode(payload);
       const opcode = binary ? Opcode.Binary : Opcode.Text;
       this.#writer.enqueue(encodeFrame(opcode, deflateMessage(bytes, deflate), true, 0x40));
+      this.messagesSent++;
       return true;
     }
     // The writer encodes: this frame is this connection's alone, so a large
     // one can go into a pooled buffer the writer recycles once written.
     this.#writer.enqueueMessage(payload);
+    this.messagesSent++;
     return true;
   }
 
@@ -364,6 +385,7 @@ export class Connection<T> implements MessageHandler {
   sendFrame(frame: Uint8Array): boolean {
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
     this.#writer.enqueue(frame);
+    this.messagesSent++;
     return true;
   }
 
@@ -552,7 +574,7 @@ export class Connection<T> implements MessageHandler {
       for (const topic of this.#topics) this.#host.setSubscribed(this, topic, false);
       this.#topics = null;
     }
-    this.#host.socketClosed(this);
+    this.#host.socketClosed(this, code);
     const info: CloseInfo = { code, reason, wasClean };
     this.#callHandler(this.#host.handlers.close, this.socket, code, reason);
     socketInternals.emitClose(this.socket as ServerWebSocket<unknown>, info);

@@ -43,6 +43,8 @@ export interface SessionHost<T> extends ConnectionHost<T> {
   releaseSlot(): void;
   /** A new WebSocket connection is open. */
   connectionOpened(connection: Connection<T>): void;
+  /** A plain HTTP response with `status` is being sent (metrics). */
+  httpResponded(status: number): void;
   /** `"ws"` or `"wss"`. */
   readonly scheme: "ws" | "wss";
   /** How every connection's {@linkcode ByteReader} sizes and reads its buffer. */
@@ -172,6 +174,7 @@ export class HttpSession<T> {
   }
 
   async #reject(rejection: HandshakeRejection): Promise<void> {
+    this.#host.httpResponded(rejection.status);
     await this.#respondBytes(encodeRejection(rejection));
   }
 
@@ -410,6 +413,7 @@ export class HttpSession<T> {
       response.body?.cancel().catch(() => {});
       return;
     }
+    this.#host.httpResponded(response.status);
     const writer = this.#response = new ResponseWriter(this.#conn);
     const complete = await writer.write(response, head);
     this.#response = null;

@@ -7,6 +7,7 @@
 
 import { CloseCode } from "./frame.ts";
 import type { Connection } from "./connection.ts";
+import { addTraffic, type ServerMetrics, type TrafficCounters } from "./metrics.ts";
 import { SharedMessage } from "./shared_message.ts";
 import { HttpSession, readerOptions, type SessionHost } from "./http_session.ts";
 import {
@@ -173,6 +174,30 @@ export class Server<T = undefined> {
   }
 
   /**
+   * Counters since the server started: connections, messages and bytes each
+   * way, close codes, plain HTTP statuses. A fresh snapshot on every call;
+   * {@linkcode formatPrometheus} turns it into Prometheus text.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@tsunagu/ws";
+   * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+   *   message: (socket, data) => socket.send(data),
+   * });
+   * const client = new WebSocket(server.url);
+   * await new Promise((resolve) => (client.onopen = resolve));
+   * client.send("ping");
+   * await new Promise((resolve) => (client.onmessage = resolve));
+   * console.log(server.metrics().messagesReceived); // 1
+   * client.close();
+   * await server.shutdown();
+   * ```
+   */
+  metrics(): ServerMetrics {
+    return this.#core.metrics();
+  }
+
+  /**
    * Shuts down gracefully: stops accepting, drops handshakes in progress,
    * sends a close frame (1001 by default) to every client after what was
    * already queued for it, waits up to `timeout` for the closing handshakes,
@@ -209,6 +234,16 @@ class ServerCore<T> implements SessionHost<T> {
   /** Upgrades writing their 101: they count against maxConnections already. */
   #reservedSlots = 0;
   #topics = new Map<string, Set<Connection<T>>>();
+  // Metrics: what closed connections counted, and server-wide counters.
+  #closedTraffic: TrafficCounters = {
+    messagesReceived: 0,
+    messagesSent: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
+  };
+  #connectionsOpened = 0;
+  #closes: Record<number, number> = {};
+  #httpResponses: Record<number, number> = {};
   #timer: ReturnType<typeof setInterval>;
   #stopping: Promise<void> | null = null;
   #resolveFinished!: () => void;
@@ -361,16 +396,35 @@ class ServerCore<T> implements SessionHost<T> {
   connectionOpened(connection: Connection<T>): void {
     this.connections.add(connection);
     this.sockets.add(connection.socket);
+    this.#connectionsOpened++;
   }
 
-  socketClosed(connection: Connection<T>): void {
+  socketClosed(connection: Connection<T>, code: number): void {
     this.sockets.delete(connection.socket);
+    this.#closes[code] = (this.#closes[code] ?? 0) + 1;
   }
 
   connectionClosed(connection: Connection<T>): void {
     this.connections.delete(connection);
-    this.socketClosed(connection);
+    this.sockets.delete(connection.socket);
+    addTraffic(this.#closedTraffic, connection);
     if (this.connections.size === 0 && this.#allClosed !== null) this.#allClosed();
+  }
+
+  httpResponded(status: number): void {
+    this.#httpResponses[status] = (this.#httpResponses[status] ?? 0) + 1;
+  }
+
+  metrics(): ServerMetrics {
+    const traffic = { ...this.#closedTraffic };
+    for (const connection of this.connections) addTraffic(traffic, connection);
+    return {
+      connections: this.sockets.size,
+      connectionsOpened: this.#connectionsOpened,
+      ...traffic,
+      closes: { ...this.#closes },
+      httpResponses: { ...this.#httpResponses },
+    };
   }
 
   setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void {

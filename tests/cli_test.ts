@@ -31,6 +31,8 @@ const FLAG_NAMES = [
   "mode",
   "path",
   "static",
+  "metrics",
+  "health",
   "max-payload",
   "max-connections",
   "idle-timeout",
@@ -86,6 +88,9 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       "--path=/ws",
       "--static",
       "public",
+      "--metrics=/metrics",
+      "--health",
+      "/healthz",
       "--max-payload",
       "64kb",
       "--max-connections=10",
@@ -105,6 +110,8 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       mode: "broadcast",
       path: "/ws",
       staticDir: "public",
+      metricsPath: "/metrics",
+      healthPath: "/healthz",
       maxPayload: 65536,
       maxConnections: 10,
       idleTimeout: 30_000,
@@ -184,6 +191,12 @@ Deno.test("cli args: every mistake is one error line naming the problem", () => 
       "serve",
     ],
     [["serve", "--path", "ws"], /for --path: expected a URL path/, "serve"],
+    [
+      ["serve", "--metrics", "metrics"],
+      /for --metrics: expected a URL path such as \/metrics/,
+      "serve",
+    ],
+    [["serve", "--health=/h?x"], /for --health: expected a URL path/, "serve"],
     [["serve", "--path", "/ws?x=1"], /for --path/, "serve"],
     [["serve", "--static="], /for --static/, "serve"],
     [["serve", "--max-payload", "lots"], /for --max-payload: expected a size/, "serve"],
@@ -777,6 +790,31 @@ Deno.test("cli serve: --deflate accepts permessage-deflate offers; without it th
       else assert.match(extensions ?? "", expected);
     });
   }
+});
+
+Deno.test("cli serve: --health and --metrics answer load balancers and Prometheus", async () => {
+  await withCli(["--health", "/healthz", "--metrics", "/metrics"], async (process, url) => {
+    const port = Number(url.port);
+    await waitUntil(() => stdoutLines(process).length >= 2, "the second start-up line");
+    assert.match(stdoutLines(process)[1], /health on \/healthz, metrics on \/metrics/);
+    const health = await get(port, "/healthz");
+    assert.deepEqual([health.status, health.text], [200, "ok\n"]);
+    const client = await TestClient.open(wsUrl(url, "/"));
+    try {
+      client.ws.send("counted");
+      assert.equal(await client.next(), "counted");
+      const metrics = await get(port, "/metrics");
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+      assert.match(metrics.text, /^tsunagu_connections 1$/m);
+      assert.match(metrics.text, /^tsunagu_messages_received_total 1$/m);
+      assert.match(metrics.text, /^tsunagu_http_responses_total\{status="200"\} 1$/m);
+    } finally {
+      await client.dispose();
+    }
+    assert.equal((await get(port, "/metrics", "POST")).status, 405);
+    assert.equal((await get(port, "/elsewhere")).status, 404);
+  });
 });
 
 Deno.test("cli serve: --idle-timeout closes silent clients with 1001", async () => {

@@ -1,0 +1,134 @@
+/**
+ * Server metrics: a snapshot of counters ({@linkcode ServerMetrics}) and
+ * their Prometheus text form. Counting is done where the events happen
+ * (per connection, on plain fields, so the message path pays an increment
+ * and nothing else); the snapshot adds them up when asked.
+ *
+ * @module
+ */
+
+/**
+ * Counters of one server since it started, from `server.metrics()`.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ServerMetrics } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" });
+ * const metrics: ServerMetrics = server.metrics();
+ * console.log(metrics.connections, metrics.messagesReceived); // 0 0
+ * await server.shutdown();
+ * ```
+ */
+export interface ServerMetrics {
+  /** WebSocket connections open now (as the application sees them). */
+  connections: number;
+  /** WebSocket connections opened since the start. */
+  connectionsOpened: number;
+  /** Data messages received (text and binary, after reassembly). */
+  messagesReceived: number;
+  /** Data messages accepted for sending (each recipient of a publish counts). */
+  messagesSent: number;
+  /** Bytes read from WebSocket connections (frames, headers included). */
+  bytesReceived: number;
+  /** Bytes written to WebSocket connections (frames, headers included). */
+  bytesSent: number;
+  /** Closed connections by the close code the application was told. */
+  closes: Record<number, number>;
+  /** Plain HTTP responses (refused handshakes and `fetch` answers) by status. */
+  httpResponses: Record<number, number>;
+}
+
+/** One connection's traffic counters, kept on the connection itself. */
+export interface TrafficCounters {
+  messagesReceived: number;
+  messagesSent: number;
+  bytesReceived: number;
+  bytesSent: number;
+}
+
+/** Adds `from`'s traffic counters to `into`. */
+export function addTraffic(into: TrafficCounters, from: TrafficCounters): void {
+  into.messagesReceived += from.messagesReceived;
+  into.messagesSent += from.messagesSent;
+  into.bytesReceived += from.bytesReceived;
+  into.bytesSent += from.bytesSent;
+}
+
+function labelled(
+  name: string,
+  help: string,
+  label: string,
+  values: Record<number, number>,
+): string {
+  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} counter`];
+  for (const [key, value] of Object.entries(values)) {
+    lines.push(`${name}{${label}="${key}"} ${value}`);
+  }
+  return lines.join("\n");
+}
+
+function single(name: string, help: string, type: "counter" | "gauge", value: number): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${value}`;
+}
+
+/**
+ * The metrics in the Prometheus text exposition format (version 0.0.4),
+ * names prefixed `tsunagu_`.
+ *
+ * @example
+ * ```ts
+ * import { formatPrometheus, serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" });
+ * const text = formatPrometheus(server.metrics());
+ * console.log(text.split("\n").find((line) => line.startsWith("tsunagu_connections ")));
+ * // tsunagu_connections 0
+ * await server.shutdown();
+ * ```
+ */
+export function formatPrometheus(metrics: ServerMetrics): string {
+  return [
+    single("tsunagu_connections", "Open WebSocket connections.", "gauge", metrics.connections),
+    single(
+      "tsunagu_connections_opened_total",
+      "WebSocket connections opened.",
+      "counter",
+      metrics.connectionsOpened,
+    ),
+    single(
+      "tsunagu_messages_received_total",
+      "Data messages received.",
+      "counter",
+      metrics.messagesReceived,
+    ),
+    single(
+      "tsunagu_messages_sent_total",
+      "Data messages accepted for sending.",
+      "counter",
+      metrics.messagesSent,
+    ),
+    single(
+      "tsunagu_received_bytes_total",
+      "Bytes read from WebSocket connections.",
+      "counter",
+      metrics.bytesReceived,
+    ),
+    single(
+      "tsunagu_sent_bytes_total",
+      "Bytes written to WebSocket connections.",
+      "counter",
+      metrics.bytesSent,
+    ),
+    labelled(
+      "tsunagu_closes_total",
+      "Closed WebSocket connections by close code.",
+      "code",
+      metrics.closes,
+    ),
+    labelled(
+      "tsunagu_http_responses_total",
+      "Plain HTTP responses by status.",
+      "status",
+      metrics.httpResponses,
+    ),
+  ].join("\n") + "\n";
+}
