@@ -29,6 +29,13 @@ export interface ServeOptions {
   port?: number;
   /** Interface to listen on. Default `"0.0.0.0"`. */
   hostname?: string;
+  /**
+   * Let several listeners share the port (`SO_REUSEPORT`; Linux and
+   * FreeBSD): run one server per core, in processes or workers, and the
+   * kernel spreads new connections over them. Needs `--unstable-net`.
+   * Each server keeps its own connections, topics and limits. Default false.
+   */
+  reusePort?: boolean;
   /** PEM certificate chain: with {@linkcode ServeOptions.key}, serve `wss://` over TLS. */
   cert?: string;
   /** PEM private key for {@linkcode ServeOptions.cert}. */
@@ -224,6 +231,7 @@ export const DEFAULTS = {
   readBufferSize: 1024,
   readMode: "read",
   perMessageDeflate: false,
+  reusePort: false,
 } as const;
 
 function nonNegative(name: string, value: number): number {

@@ -273,9 +273,11 @@ class ServerCore<T> implements SessionHost<T> {
     const { hostname, port, cert, key } = this.options;
     this.scheme = cert !== undefined ? "wss" : "ws";
     this.readerOptions = readerOptions(this.options);
+    // Passed only when asked for: the option is unstable in Deno (--unstable-net).
+    const reuse = this.options.reusePort ? { reusePort: true } : {};
     this.#listener = cert !== undefined && key !== undefined
-      ? Deno.listenTls({ hostname, port, cert, key })
-      : Deno.listen({ hostname, port });
+      ? Deno.listenTls({ hostname, port, cert, key, ...reuse })
+      : Deno.listen({ hostname, port, ...reuse });
     this.addr = this.#listener.addr as Deno.NetAddr;
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#timer = setInterval(() => this.#housekeeping(), housekeepingInterval(this.options));

@@ -22,6 +22,29 @@ interface ExampleCase {
 }
 
 const CASES: Record<string, ExampleCase> = {
+  "examples/multicore.ts": {
+    async exercise(url) {
+      // 16 members of one room: the kernel spreads them over the workers
+      // (all on one worker: chance 2^-15), and every message must reach
+      // every member, whichever worker holds it.
+      const room = new URL("/lobby", url).href;
+      const members: TestClient[] = [];
+      try {
+        for (let i = 0; i < 16; i++) members.push(await TestClient.open(room));
+        // The relay runs from the first message on; send one each from two members.
+        for (const [sender, text] of [[members[0], "first"], [members[15], "second"]] as const) {
+          sender.ws.send(text);
+          for (const member of members) assert.equal(await member.next(), text);
+        }
+        members[3].ws.send(new Uint8Array([1, 2, 3]));
+        for (const member of members) {
+          assert.deepEqual(await member.next(), new Uint8Array([1, 2, 3]));
+        }
+      } finally {
+        for (const member of members) await member.dispose();
+      }
+    },
+  },
   "examples/echo.ts": {
     async exercise(url) {
       assert.equal(url.protocol, "ws:");
