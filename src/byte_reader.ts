@@ -59,6 +59,8 @@ export class ByteReader {
   #nextSize = 0;
   // The size the buffer shrinks back to: initialSize, then settledSize.
   #floor: number;
+  // The size it never grows past: maxSize, unless capped (see capSize).
+  #ceiling: number;
   #space = 0;
 
   constructor(conn: Deno.Conn, options: ByteReaderOptions) {
@@ -66,6 +68,16 @@ export class ByteReader {
     this.#options = options;
     this.buffer = new Uint8Array(options.initialSize);
     this.#floor = options.initialSize;
+    this.#ceiling = options.maxSize;
+  }
+
+  /**
+   * Lowers the largest the buffer may grow to, so that one read brings at
+   * most `size` bytes (a connection whose input is expensive per byte, such
+   * as compressed messages, then yields to the others after every `size`).
+   */
+  capSize(size: number): void {
+    this.#ceiling = Math.max(this.#floor, Math.min(this.#ceiling, size));
   }
 
   /**
@@ -201,7 +213,7 @@ export class ByteReader {
   }
 
   #resize(size: number): void {
-    const target = Math.max(this.#floor, Math.min(size, this.#options.maxSize));
+    const target = Math.max(this.#floor, Math.min(size, this.#ceiling));
     if (target === this.buffer.length || target < this.filled) return;
     const next = new Uint8Array(target);
     next.set(this.buffer.subarray(0, this.filled));

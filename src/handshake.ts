@@ -319,8 +319,17 @@ export interface SwitchingProtocolsOptions {
   headers?: Iterable<[string, string]>;
 }
 
+const HANDSHAKE_HEADERS = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-accept",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+]);
+
 /**
- * Encodes the `101 Switching Protocols` response for a client key.
+ * Encodes the `101 Switching Protocols` response for a client key. Extra
+ * headers may not repeat the handshake's own (TypeError).
  *
  * @example
  * ```ts
@@ -338,7 +347,13 @@ export function encodeSwitchingProtocols(
   if (options.protocol) head += formatHeader("Sec-WebSocket-Protocol", options.protocol);
   if (options.extensions) head += formatHeader("Sec-WebSocket-Extensions", options.extensions);
   if (options.headers) {
-    for (const [name, value] of options.headers) head += formatHeader(name, value);
+    for (const [name, value] of options.headers) {
+      // A second copy of a handshake header makes clients fail the handshake.
+      if (HANDSHAKE_HEADERS.has(name.toLowerCase())) {
+        throw new TypeError(`${name} is set by the server; it cannot be an extra header`);
+      }
+      head += formatHeader(name, value);
+    }
   }
   return encoder.encode(head + "\r\n");
 }

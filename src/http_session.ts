@@ -98,6 +98,10 @@ export class HttpSession<T> {
   #done = false;
   /** The response being written to a plain HTTP request, if any. */
   #response: ResponseWriter | null = null;
+  /** Settles when the client closes or the connection fails (see #watchPeer). */
+  #peerGone: Promise<void> | null = null;
+  /** The response is complete: the client's EOF is now expected, not a reason to abort. */
+  #finishing = false;
 
   constructor(host: SessionHost<T>, conn: Deno.Conn) {
     this.#host = host;
@@ -189,11 +193,20 @@ export class HttpSession<T> {
     await this.#finishResponse();
   }
 
-  /** After a complete response: half-close, drain briefly, close. */
+  /** After a complete response: half-close, wait briefly for the client's EOF, close. */
   async #finishResponse(): Promise<void> {
+    this.#finishing = true;
     try {
       await this.#conn.closeWrite();
-      await this.#drainBriefly();
+      if (this.#peerGone === null) {
+        await this.#drainBriefly();
+      } else {
+        // The watcher is already reading until the client's EOF.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const linger = new Promise((resolve) => (timer = setTimeout(resolve, RESPONSE_LINGER_MS)));
+        await Promise.race([this.#peerGone, linger]);
+        clearTimeout(timer);
+      }
     } catch {
       // The peer left; nothing to tell it.
     }
@@ -360,6 +373,7 @@ export class HttpSession<T> {
     }
     // The client has sent everything: from here on, time is the application's.
     this.deadline = Infinity;
+    this.#watchPeer();
     let response: Response;
     try {
       response = await fetch.call(this.#host.handlers, request, {
@@ -413,11 +427,45 @@ export class HttpSession<T> {
       response.body?.cancel().catch(() => {});
       return;
     }
+    if (response.bodyUsed || response.body?.locked) {
+      // Thrown to run(), which answers 500 and reports it.
+      throw new TypeError("the handler returned a Response whose body was already used");
+    }
+    this.deadline = Infinity;
+    this.#watchPeer();
     this.#host.httpResponded(response.status);
-    const writer = this.#response = new ResponseWriter(this.#conn);
+    // A write that makes no progress for idleTimeout (a client that stopped
+    // reading) drops the client; waiting for the body to be produced does not.
+    const stall = this.#host.options.idleTimeout;
+    const writer = this.#response = new ResponseWriter(this.#conn, (writing) => {
+      this.deadline = writing && stall > 0 ? this.#host.now + stall : Infinity;
+    });
     const complete = await writer.write(response, head);
     this.#response = null;
     if (!complete || this.#done) return this.abort();
     await this.#finishResponse();
+  }
+
+  /**
+   * Once a plain HTTP request is complete nothing more is read from the
+   * client, but a read stays pending, so a client that leaves is noticed
+   * while the handler or a streamed response is still running (an idle
+   * server-sent-events stream would otherwise outlive its client until its
+   * next write). Bytes that still arrive are discarded: every response ends
+   * with Connection: close.
+   */
+  #watchPeer(): void {
+    if (this.#peerGone !== null) return;
+    this.#peerGone = this.#discardUntilEnd().then(() => {
+      if (!this.#finishing) this.abort();
+    });
+  }
+
+  async #discardUntilEnd(): Promise<void> {
+    const reader = this.#reader;
+    while (!this.#done) {
+      reader.filled = 0;
+      if (await reader.fill().catch(() => 0) === 0) return;
+    }
   }
 }

@@ -16,7 +16,9 @@
  */
 
 import zlib from "node:zlib";
-import { CloseCode } from "./frame.ts";
+import { CloseCode, encodeFrame, Opcode } from "./frame.ts";
+
+const textEncoder = new TextEncoder();
 
 /**
  * Options for permessage-deflate (`ServeOptions.perMessageDeflate`).
@@ -87,7 +89,8 @@ function splitOutsideQuotes(text: string, separator: string): string[] {
   let quoted = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
-    if (c === '"' && text[i - 1] !== "\\") quoted = !quoted;
+    if (quoted && c === "\\") i++; // a quoted-pair: the next character is literal
+    else if (c === '"') quoted = !quoted;
     else if (c === separator && !quoted) {
       parts.push(text.slice(start, i));
       start = i + 1;
@@ -203,6 +206,26 @@ export function deflateMessage(payload: Uint8Array, params: DeflateParams): Uint
   return new Uint8Array(out.buffer, out.byteOffset, out.length - TAIL.length);
 }
 
+/**
+ * The frame to send for `payload` on a connection with `params`: compressed
+ * (RSV1 set), or null when it should go out as it is: under the threshold
+ * (counted in bytes, text as UTF-8), or not smaller once compressed (random
+ * or already compressed data; sending it bigger would only cost the peer).
+ */
+export function compressedFrame(
+  payload: string | Uint8Array,
+  params: DeflateParams,
+): Uint8Array | null {
+  const text = typeof payload === "string";
+  // A string has at least as many UTF-8 bytes as UTF-16 units, at most 3x.
+  if (payload.length * (text ? 3 : 1) < params.threshold) return null;
+  const bytes = text ? textEncoder.encode(payload) : payload;
+  if (bytes.length < params.threshold) return null;
+  const compressed = deflateMessage(bytes, params);
+  if (compressed.length >= bytes.length) return null;
+  return encodeFrame(text ? Opcode.Text : Opcode.Binary, compressed, true, 0x40);
+}
+
 /** Why a compressed message could not be inflated: the close code and a message. */
 export interface InflateFailure {
   code: number;
@@ -226,7 +249,8 @@ export function inflateMessage(
   try {
     const out = zlib.inflateRawSync(input, {
       finishFlush: zlib.constants.Z_SYNC_FLUSH,
-      maxOutputLength: Math.max(maxLength, 1),
+      // zlib takes a finite limit only (maxPayload may be Infinity).
+      ...(Number.isFinite(maxLength) ? { maxOutputLength: Math.max(maxLength, 1) } : {}),
     });
     if (out.length > maxLength) {
       return {
@@ -240,7 +264,7 @@ export function inflateMessage(
       ? new Uint8Array(out.buffer, 0, out.length)
       : new Uint8Array(out);
   } catch (error) {
-    if (error instanceof RangeError) {
+    if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
       return {
         code: CloseCode.MessageTooBig,
         message: `message exceeds the ${maxLength}-byte limit`,

@@ -13,8 +13,8 @@ import { encodeResponseHead } from "./handshake.ts";
 
 // A body that is complete within this many bytes, and whose pieces are all
 // ready at once, is sent with a Content-Length in one write (the usual case:
-// `new Response("text")`).
-const PREFETCH_BYTES = 64 * 1024;
+// `new Response("text")` or bytes already in memory).
+const PREFETCH_BYTES = 1024 * 1024;
 
 const encoder = new TextEncoder();
 const CRLF = encoder.encode("\r\n");
@@ -36,6 +36,13 @@ export function encodeChunk(bytes: Uint8Array): Uint8Array {
   return chunk;
 }
 
+/**
+ * Told when a write to the client starts and ends: the session gives a
+ * write a deadline (a client that stops reading must not hold the
+ * connection forever) but none while the body is being produced.
+ */
+export type WriteWatcher = (writing: boolean) => void;
+
 /** What the writer needs to know of the request it answers. */
 export interface AnsweredRequest {
   method: string;
@@ -45,6 +52,16 @@ export interface AnsweredRequest {
 
 type Read = ReadableStreamReadResult<Uint8Array>;
 const LATE = Symbol("late");
+
+/**
+ * A body piece as the Fetch standard requires it: a Uint8Array. Anything
+ * else (a string, a Uint16Array) would go out as wrong bytes under valid
+ * framing, so it fails the response instead.
+ */
+function checkedPiece(piece: unknown): Uint8Array {
+  if (piece instanceof Uint8Array) return piece;
+  throw new TypeError("a response body chunk must be a Uint8Array");
+}
 
 /** The Content-Length the application declared, if it is a valid one. */
 function declaredLength(headers: Headers): number | null {
@@ -61,11 +78,13 @@ function declaredLength(headers: Headers): number | null {
  */
 export class ResponseWriter {
   #conn: Deno.Conn;
+  #watch: WriteWatcher;
   #body: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #aborted = false;
 
-  constructor(conn: Deno.Conn) {
+  constructor(conn: Deno.Conn, watch: WriteWatcher = () => {}) {
     this.#conn = conn;
+    this.#watch = watch;
   }
 
   /** Stops writing and cancels the body stream. */
@@ -80,18 +99,21 @@ export class ResponseWriter {
    * left, the body failed or broke its declared length, or abort): the
    * connection must then be closed without lingering.
    *
-   * How the body is delimited: a body that is complete at once (within 64
-   * KiB) gets its exact Content-Length; otherwise a Content-Length the
+   * How the body is delimited: a body that is complete at once (within 1
+   * MiB) gets its exact Content-Length; otherwise a Content-Length the
    * application set is kept and enforced, else HTTP/1.1 clients get chunked
    * encoding and HTTP/1.0 clients a body ended by closing the connection.
    * No body is sent for HEAD, 1xx, 204 and 304.
    */
   async write(response: Response, request: AnsweredRequest): Promise<boolean> {
     const status = response.status;
-    const noBody = request.method === "HEAD" || status === 204 || status === 304 ||
-      status < 200;
+    const bodiless = status === 204 || status === 304 || status < 200;
+    const noBody = request.method === "HEAD" || bodiless;
+    const declared = declaredLength(response.headers);
     if (response.body === null) {
-      return await this.#send(encodeResponseHead(status, response.headers, noBody ? null : 0));
+      // HEAD may announce the length GET would send (RFC 9110 §9.3.2).
+      const length = bodiless ? null : request.method === "HEAD" ? declared : 0;
+      return await this.#send(encodeResponseHead(status, response.headers, length));
     }
     const body = this.#body = response.body.getReader();
     try {
@@ -107,19 +129,19 @@ export class ResponseWriter {
           break;
         }
         if (result.done) {
-          const length = status === 204 || status === 304 || status < 200 ? null : total;
-          const head = encodeResponseHead(status, response.headers, length);
+          const head = encodeResponseHead(status, response.headers, bodiless ? null : total);
           return await this.#send(
             noBody ? head : concatBytes([head, ...pieces], head.length + total),
           );
         }
-        pieces.push(result.value);
+        pieces.push(checkedPiece(result.value));
         total += result.value.length;
       }
       if (this.#aborted) return false;
-      const declared = declaredLength(response.headers);
       if (noBody) {
-        await body.cancel();
+        // Not awaited: the producer's cancel callback must not hold up, or
+        // by throwing lose, the response.
+        body.cancel().catch(() => {});
         return await this.#send(encodeResponseHead(status, response.headers, declared));
       }
       return await this.#stream(status, response.headers, request, pieces, pending, declared);
@@ -154,13 +176,13 @@ export class ResponseWriter {
         pending = null;
         if (this.#aborted) return false;
         if (result.done) break;
-        piece = result.value;
+        piece = checkedPiece(result.value);
       }
       if (piece.length > left) {
         // More than the declared length: what the client was promised is
         // sent, and the connection closes (the rest cannot be delimited).
         await this.#writeAll(piece.subarray(0, left));
-        await body.cancel();
+        body.cancel().catch(() => {});
         return false;
       }
       left -= piece.length;
@@ -182,9 +204,15 @@ export class ResponseWriter {
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
     let offset = 0;
-    while (offset < bytes.length) {
-      if (this.#aborted) throw new Error("response aborted");
-      offset += await this.#conn.write(bytes.subarray(offset));
+    try {
+      while (offset < bytes.length) {
+        if (this.#aborted) throw new Error("response aborted");
+        // Each write that makes progress earns a fresh deadline.
+        this.#watch(true);
+        offset += await this.#conn.write(bytes.subarray(offset));
+      }
+    } finally {
+      this.#watch(false);
     }
   }
 }

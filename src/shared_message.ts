@@ -7,11 +7,9 @@
  * @module
  */
 
-import { encodeFrame, encodeFrameShared, encodeTextFrameShared, Opcode } from "./frame.ts";
-import { deflateMessage, type DeflateParams } from "./permessage_deflate.ts";
+import { encodeFrameShared, encodeTextFrameShared, Opcode } from "./frame.ts";
+import { compressedFrame, type DeflateParams } from "./permessage_deflate.ts";
 import { type SendData, toPayload } from "./socket.ts";
-
-const textEncoder = new TextEncoder();
 
 /** A payload as one uncompressed frame: text for strings, binary for bytes. */
 function encodePlain(payload: string | Uint8Array): Uint8Array {
@@ -28,7 +26,7 @@ export class SharedMessage {
   #plain: Uint8Array | null = null;
   // Compressed frames by "windowBits/level": clients may ask for a smaller
   // window (server_max_window_bits), so one server can need more than one.
-  #compressed: Map<string, Uint8Array> | null = null;
+  #compressed: Map<string, Uint8Array | null> | null = null;
 
   constructor(data: SendData) {
     this.#payload = toPayload(data);
@@ -37,19 +35,17 @@ export class SharedMessage {
   /** The frame for a recipient with these compression parameters (null: none). */
   frameFor(deflate: DeflateParams | null): Uint8Array {
     const payload = this.#payload;
-    if (deflate === null || payload.length < deflate.threshold) {
+    if (deflate === null || payload.length * 3 < deflate.threshold) {
       return this.#plain ??= encodePlain(payload);
     }
     const key = `${deflate.windowBits}/${deflate.level}`;
     const compressed = this.#compressed ??= new Map();
     let frame = compressed.get(key);
     if (frame === undefined) {
-      const binary = typeof payload !== "string";
-      const bytes = binary ? payload : textEncoder.encode(payload);
-      const opcode = binary ? Opcode.Binary : Opcode.Text;
-      frame = encodeFrame(opcode, deflateMessage(bytes, deflate), true, 0x40);
+      // null (under the threshold, or incompressible) is cached too.
+      frame = compressedFrame(payload, deflate);
       compressed.set(key, frame);
     }
-    return frame;
+    return frame ?? (this.#plain ??= encodePlain(payload));
   }
 }

@@ -163,18 +163,31 @@ export async function createStaticHandler(root: string): Promise<StaticHandler> 
         if (!inside(real)) return forbidden();
         info = await Deno.stat(real);
       }
+      // Checked before opening: opening a FIFO would wait for a writer.
       if (!info.isFile) return notFound();
-      // Streamed, not read whole: a large file costs a read buffer, not its
-      // size, and the declared length lets the client see the download's size.
-      const file = await Deno.open(real);
-      return new Response(file.readable, {
-        headers: {
-          "content-length": String(info.size),
-          "content-type": contentType(real),
-          "x-content-type-options": "nosniff",
-          ...(info.mtime ? { "last-modified": info.mtime.toUTCString() } : {}),
-        },
+      const headers = (size: number, mtime: Date | null) => ({
+        "content-length": String(size),
+        "content-type": contentType(real),
+        "x-content-type-options": "nosniff",
+        ...(mtime ? { "last-modified": mtime.toUTCString() } : {}),
       });
+      // HEAD: the length GET would send, without opening the file.
+      if (request.method === "HEAD") {
+        return new Response(null, { headers: headers(info.size, info.mtime) });
+      }
+      // Streamed, not read whole: a large file costs a read buffer, not its
+      // size. The length comes from the open file, so it matches what is read
+      // even if the path was replaced meanwhile.
+      const file = await Deno.open(real);
+      const opened = await file.stat().catch((error) => {
+        file.close();
+        throw error;
+      });
+      if (!opened.isFile) {
+        file.close();
+        return notFound();
+      }
+      return new Response(file.readable, { headers: headers(opened.size, opened.mtime) });
     } catch (error) {
       return fromError(error);
     }

@@ -62,3 +62,16 @@ Deno.test("ByteReader: the settled buffer grows under load and shrinks back when
   while (await reader.fill() > 0) reader.filled = 0;
   assert.equal(reader.buffer.length, 256, "shrinks back to the settled size, not the initial one");
 });
+
+Deno.test("ByteReader: capSize bounds how much one read may bring", async () => {
+  const burst = Array.from({ length: 12 }, () => new Uint8Array(64 * 1024));
+  const reader = new ByteReader(scriptedConn(burst), options);
+  reader.settle();
+  reader.capSize(4096);
+  let largest = 0;
+  while (await reader.fill() > 0) {
+    largest = Math.max(largest, reader.filled);
+    reader.filled = 0;
+  }
+  assert.equal(largest, 4096, "reads fill the capped buffer and no more");
+});

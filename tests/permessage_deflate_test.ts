@@ -14,7 +14,7 @@ import WebSocket from "npm:ws@8.18.3";
 import { FrameParser } from "../src/frame_parser.ts";
 import { Opcode } from "../src/frame.ts";
 import { MessageAssembler } from "../src/message.ts";
-import { inflateMessage, negotiateDeflate } from "../src/permessage_deflate.ts";
+import { compressedFrame, inflateMessage, negotiateDeflate } from "../src/permessage_deflate.ts";
 import {
   assertSameBytes,
   clientFrame,
@@ -335,5 +335,63 @@ Deno.test("fuzz: compressed streams give the same messages as their uncompressed
       const got = decodeEvents(twin.compressed, cuts, true, inPlace);
       assert.deepEqual(got, want, `seed ${0xdef1a7e + seed}, ${how}`);
     }
+  }
+});
+
+Deno.test("review fixes: unlimited maxPayload, quoted-pairs, sizes in bytes, incompressible data", () => {
+  // maxPayload: Infinity must not turn every compressed message into 1009.
+  const inflated = inflateMessage(compress("no limit"), Infinity);
+  assert.ok(inflated instanceof Uint8Array);
+  assert.equal(new TextDecoder().decode(inflated), "no limit");
+  // A quoted-pair inside another extension's value does not hide the offer after it.
+  assert.ok(negotiateDeflate(['x-foo; bar="a\\\\", permessage-deflate'], {}) !== null);
+  const params = { threshold: 1024, level: 6, windowBits: 15 };
+  // The threshold counts UTF-8 bytes: 600 "é" are 1,200 bytes.
+  assert.ok(compressedFrame("é".repeat(600), params) !== null);
+  assert.equal(compressedFrame("e".repeat(600), params), null);
+  // Incompressible data goes out as it is rather than bigger.
+  const random = crypto.getRandomValues(new Uint8Array(4096));
+  assert.equal(compressedFrame(random, params), null);
+  assert.ok(compressedFrame(new Uint8Array(4096), params) !== null);
+});
+
+Deno.test("compressed messages: incompressible data at the limit, deflated with a small memLevel, is accepted", () => {
+  const maxPayload = 100_000;
+  // Incompressible bytes (getRandomValues fills at most 64 KiB per call).
+  const random = new Uint8Array(maxPayload);
+  for (let at = 0; at < maxPayload; at += 65536) {
+    crypto.getRandomValues(random.subarray(at, at + 65536));
+  }
+  const out = zlib.deflateRawSync(random, {
+    memLevel: 1,
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  });
+  const compressed = new Uint8Array(out.subarray(0, out.length - 4));
+  assert.ok(compressed.length > maxPayload * 1.02, `only ${compressed.length} bytes`);
+  const { recorder, push } = deflatePipeline(maxPayload);
+  push(clientFrame({ opcode: Opcode.Binary, payload: compressed, rsv: 0x40 }));
+  assert.deepEqual(recorder.events.map((event) => event.type), ["binary"]);
+});
+
+Deno.test("live: extra headers from the upgrade hook may not repeat the handshake's own", async () => {
+  const h = startServer({ perMessageDeflate: true }, {
+    upgrade: () => ({ headers: { "Sec-WebSocket-Extensions": "x-app" } }),
+  });
+  try {
+    using raw = await RawClient.connect(h.port);
+    await raw.write(
+      "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+        `Sec-WebSocket-Extensions: ${OFFER}\r\n\r\n`,
+    );
+    assert.equal((await raw.readResponseHead()).status, 500);
+    await waitUntil(() => h.errors.length === 1, "the error handler");
+    assert.match(
+      String(h.errors[0]),
+      /sec-websocket-extensions is set by the server/i,
+      String(h.errors),
+    );
+  } finally {
+    await h.server.shutdown();
   }
 });

@@ -242,3 +242,98 @@ Deno.test("HEAD and 204: no body; the length only when it is known", async () =>
     await h.server.shutdown();
   }
 });
+
+Deno.test("a client that stops reading a response is dropped after idleTimeout", async () => {
+  let cancelled = false;
+  const h = startServer({ idleTimeout: 300 }, {
+    fetch: () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull: (controller) => controller.enqueue(new Uint8Array(64 * 1024)),
+          cancel: () => void (cancelled = true),
+        }),
+      ),
+  });
+  try {
+    // Never reads: the server's writes stop making progress once the socket
+    // buffers are full, and the stalled response must not be kept forever.
+    using _raw = await request(h.port, "GET /download HTTP/1.1");
+    await waitUntil(() => cancelled, "the stalled response is cut off", 5_000);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("a client that leaves an idle stream is noticed at once, without a write", async () => {
+  const h = feedServer();
+  try {
+    const raw = await request(h.port, "GET /events HTTP/1.1");
+    await raw.readResponseHead();
+    raw.close();
+    await waitUntil(() => h.feeds[0].cancelled, "the producer is cancelled");
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("a streamed refusal from the upgrade hook is not cut at handshakeTimeout", async () => {
+  const feed = new Feed();
+  const h = startServer({ handshakeTimeout: 200 }, {
+    upgrade: () => new Response(feed.stream, { status: 403 }),
+  });
+  try {
+    using raw = await RawClient.connect(h.port);
+    await raw.write(
+      "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert.equal((await raw.readResponseHead()).status, 403);
+    await delay(500);
+    feed.push("late but wanted");
+    feed.end();
+    assert.equal(await raw.readToEnd(), "f\r\nlate but wanted\r\n0\r\n\r\n");
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("bad bodies: chunks that are not bytes cut the response; a used body is a 500", async () => {
+  const h = startServer({}, {
+    async fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/text-chunks") {
+        // What a type-unchecked handler might produce: strings, not bytes.
+        const strings = new ReadableStream<string>({ start: (c) => c.enqueue("not bytes") });
+        return new Response(strings as unknown as ReadableStream<Uint8Array>);
+      }
+      const used = new Response("read already");
+      await used.text();
+      return used;
+    },
+  });
+  try {
+    using text = await request(h.port, "GET /text-chunks HTTP/1.1");
+    assert.equal(await text.readToEnd(), "", "nothing sent rather than wrong bytes");
+    using used = await request(h.port, "GET /used HTTP/1.1");
+    assert.equal((await used.readResponseHead()).status, 500);
+    await waitUntil(() => h.errors.length === 1, "the error handler");
+    // The cut response counts under the status it started with; the used
+    // body once, as the 500 it became (not also as the handler's 200).
+    assert.deepEqual(h.server.metrics().httpResponses, { 200: 1, 500: 1 });
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("HEAD with a null body keeps the Content-Length the handler declared", async () => {
+  const h = startServer({}, {
+    fetch: () => new Response(null, { headers: { "content-length": "1234" } }),
+  });
+  try {
+    using raw = await request(h.port, "HEAD /file HTTP/1.1");
+    assert.equal((await raw.readResponseHead()).headers.get("content-length"), "1234");
+    assert.equal(await raw.readToEnd(), "");
+  } finally {
+    await h.server.shutdown();
+  }
+});
