@@ -269,11 +269,18 @@ function startServer(
       maxConnections: config.maxConnections,
       idleTimeout: config.idleTimeout,
       perMessageDeflate: config.deflate,
+      reusePort: config.reusePort,
       onListen,
     }, serverHandlers);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw permissionError(error, "--allow-net");
     const message = (error as Error).message;
+    if (/--unstable-net/.test(message)) {
+      throw new StartError(
+        "--reuse-port needs deno's --unstable-net flag (deno run --unstable-net …)",
+        2,
+      );
+    }
     if (error instanceof Deno.errors.AddrInUse) {
       throw new StartError(`cannot listen on ${where}: address already in use`, 1);
     }

@@ -79,6 +79,8 @@ export interface ServeConfig {
   quiet: boolean;
   /** Whether to accept permessage-deflate (compression) when clients offer it. */
   deflate: boolean;
+  /** Whether to share the port with other tsunagu processes (SO_REUSEPORT). */
+  reusePort: boolean;
 }
 
 /**
@@ -138,6 +140,7 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   logFormat: "text",
   quiet: false,
   deflate: false,
+  reusePort: false,
 };
 
 const SIZE_UNITS: Record<string, number> = {
@@ -384,6 +387,14 @@ const FLAGS: readonly FlagSpec[] = [
     shown: "off",
     set(config) {
       config.deflate = true;
+    },
+  },
+  {
+    name: "reuse-port",
+    help: "share the port with other tsunagu processes\n(one per core; needs deno --unstable-net)",
+    shown: "off",
+    set(config) {
+      config.reusePort = true;
     },
   },
   {

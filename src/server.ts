@@ -273,7 +273,15 @@ class ServerCore<T> implements SessionHost<T> {
     const { hostname, port, cert, key } = this.options;
     this.scheme = cert !== undefined ? "wss" : "ws";
     this.readerOptions = readerOptions(this.options);
-    // Passed only when asked for: the option is unstable in Deno (--unstable-net).
+    // Passed only when asked for: the option is unstable in Deno, and without
+    // --unstable-net Deno ends the whole process (exit 70) instead of
+    // throwing. Deno.listenDatagram exists exactly when that flag is on.
+    if (
+      this.options.reusePort &&
+      typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function"
+    ) {
+      throw new TypeError("reusePort needs Deno's --unstable-net flag");
+    }
     const reuse = this.options.reusePort ? { reusePort: true } : {};
     this.#listener = cert !== undefined && key !== undefined
       ? Deno.listenTls({ hostname, port, cert, key, ...reuse })

@@ -39,6 +39,7 @@ const FLAG_NAMES = [
   "cert",
   "key",
   "deflate",
+  "reuse-port",
   "log-format",
   "quiet",
 ];
@@ -74,6 +75,7 @@ Deno.test("cli args: serve defaults", () => {
     logFormat: "text",
     quiet: false,
     deflate: false,
+    reusePort: false,
   });
 });
 
@@ -103,6 +105,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       "json",
       "--quiet",
       "--deflate",
+      "--reuse-port",
     ]),
     {
       port: 9000,
@@ -120,6 +123,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       logFormat: "json",
       quiet: true,
       deflate: true,
+      reusePort: true,
     },
   );
   const short = serveConfig(["-p", "0", "-q", "--mode=chat", "--max-connections", "unlimited"]);
@@ -815,6 +819,42 @@ Deno.test("cli serve: --health and --metrics answer load balancers and Prometheu
     assert.equal((await get(port, "/metrics", "POST")).status, 405);
     assert.equal((await get(port, "/elsewhere")).status, 404);
   });
+});
+
+Deno.test("cli serve: --reuse-port lets two processes share the port", async () => {
+  const flags = [...PERMISSIONS, "--unstable-net"];
+  await withCli(["--reuse-port"], async (first, url) => {
+    await withCli(["--reuse-port", "--port", url.port], async (second) => {
+      const clients: TestClient[] = [];
+      try {
+        // 16 connections: all on one process by chance is 2^-15.
+        for (let i = 0; i < 16; i++) clients.push(await TestClient.open(wsUrl(url, "/")));
+        for (const client of clients) {
+          client.ws.send("shared");
+          assert.equal(await client.next(), "shared");
+        }
+        await waitUntil(
+          () => [first, second].every((p) => stdoutLines(p).some((line) => / open /.test(line))),
+          "both processes accepting connections",
+        );
+      } finally {
+        for (const client of clients) await client.dispose();
+      }
+    }, flags);
+  }, flags);
+});
+
+Deno.test("cli process: --reuse-port without deno's --unstable-net is one error line, exit 2", async () => {
+  const run = await runCliProcess([
+    "serve",
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--reuse-port",
+  ]);
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /--reuse-port needs deno's --unstable-net flag/);
 });
 
 Deno.test("cli serve: --idle-timeout closes silent clients with 1001", async () => {

@@ -48,3 +48,21 @@ Deno.test("without reusePort a second server on the port is refused", async () =
     await first.shutdown();
   }
 });
+
+Deno.test("reusePort without --unstable-net is a TypeError, not a process exit", async () => {
+  // Deno itself would end the process (exit 70) on an unstable listen option.
+  const script = 'import { serve } from "./mod.ts";\n' +
+    "try { serve({ port: 0, hostname: '127.0.0.1', reusePort: true }); }\n" +
+    "catch (error) { console.log(String(error)); Deno.exit(3); }";
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 3);
+  assert.match(
+    new TextDecoder().decode(stdout),
+    /TypeError: reusePort needs Deno's --unstable-net/,
+  );
+});
