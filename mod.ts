@@ -39,6 +39,14 @@ export type {
   UpgradeInfo,
 } from "./src/options.ts";
 export type { ReadMode } from "./src/byte_reader.ts";
+export { type ClientWebSocket, connect, type ConnectOptions } from "./src/client.ts";
+export {
+  createClientKey,
+  encodeClientRequest,
+  parseResponseHead,
+  type ResponseHead,
+  validateServerResponse,
+} from "./src/client_handshake.ts";
 export { formatPrometheus, type ServerMetrics } from "./src/metrics.ts";
 export {
   type DeflateAgreement,
@@ -53,6 +61,7 @@ export {
   decodeClosePayload,
   encodeClosePayload,
   encodeFrame,
+  encodeMaskedFrame,
   encodeTextFrame,
   isValidCloseCode,
   Opcode,

@@ -12,6 +12,7 @@ import {
   CloseCode,
   encodeClosePayload,
   encodeFrame,
+  encodeMaskedFrame,
   MAX_CLOSE_REASON_BYTES,
   MAX_CONTROL_PAYLOAD,
   Opcode,
@@ -64,6 +65,11 @@ export interface ConnectionInit<T> {
   deflate?: DeflateParams | null;
   /** The extensions as answered in the 101 (`Sec-WebSocket-Extensions`), or `""`. */
   extensions?: string;
+  /**
+   * Which end this is. A client masks every frame it sends and expects
+   * unmasked frames (RFC 6455 §5.1). Default `"server"`.
+   */
+  role?: "server" | "client";
 }
 
 const textEncoder = new TextEncoder();
@@ -119,6 +125,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
   #headers: Headers | (() => Headers);
   #topics: Set<string> | null = null;
   #deflate: DeflateParams | null;
+  #client: boolean;
   #closeSent = false;
   #finishing = false;
   #finished = false;
@@ -158,6 +165,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     // The writer reports failure to this.writeFailed: no closure per connection.
     this.#writer = new FrameWriter(init.conn, this);
     const deflate = this.#deflate = init.deflate ?? null;
+    this.#client = init.role === "client";
     // Compressed input can cost ~1000x its size to inflate (up to maxPayload
     // per message): small reads bound the work one read can cause, and every
     // other connection gets its turn between reads.
@@ -168,7 +176,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
       inflate: deflate === null ? undefined : inflateMessage,
     });
     this.#parser = new FrameParser(this.#assembler, {
-      expectMasked: true,
+      expectMasked: !this.#client,
       // permessage-deflate marks compressed messages with RSV1.
       allowedRsv: deflate === null ? 0 : 0x40,
     });
@@ -289,7 +297,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     // Pongs are owed, but a peer that floods pings and reads nothing must
     // not grow the send queue without bound: they obey the same limit as sends.
     if (this.#overBufferLimit()) return;
-    this.#writer.enqueue(encodeFrame(Opcode.Pong, payload));
+    this.#writer.enqueue(this.#encode(Opcode.Pong, payload));
   }
 
   /** A pong: the heartbeat is answered. */
@@ -369,6 +377,13 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
   send(data: SendData): boolean {
     const payload = toPayload(data);
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
+    if (this.#client) {
+      const text = typeof payload === "string";
+      const bytes = text ? textEncoder.encode(payload) : payload;
+      this.#writer.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
+      this.messagesSent++;
+      return true;
+    }
     const deflate = this.#deflate;
     const compressed = deflate === null ? null : compressedFrame(payload, deflate);
     if (compressed !== null) {
@@ -381,6 +396,11 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     this.#writer.enqueueMessage(payload);
     this.messagesSent++;
     return true;
+  }
+
+  /** One frame as this end must send it: masked from a client, plain from a server. */
+  #encode(opcode: number, payload: Uint8Array): Uint8Array {
+    return this.#client ? encodeMaskedFrame(opcode, payload) : encodeFrame(opcode, payload);
   }
 
   /** Queues a message shared with other recipients, compressed if this connection negotiated it. */
@@ -412,7 +432,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     const payload = toPayload(data);
     const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload;
     if (bytes.length > MAX_CONTROL_PAYLOAD) throw new RangeError("ping payload over 125 bytes");
-    this.#writer.enqueue(encodeFrame(Opcode.Ping, bytes));
+    this.#writer.enqueue(this.#encode(Opcode.Ping, bytes));
     return true;
   }
 
@@ -442,7 +462,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     this.readyState = ReadyState.CLOSING;
     this.closeDeadline = this.#host.now + this.#host.options.closeTimeout;
     // Bypasses the send-buffer limit: the close frame must always be queued.
-    this.#writer.enqueue(encodeFrame(Opcode.Close, encodeClosePayload(code, reason)));
+    this.#writer.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
   }
 
   /** Fails the connection (RFC 6455 §7.1.7): send close with `code`, then close TCP. */
@@ -514,7 +534,7 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     const writer = this.#writer;
     // Behind queued data the ping only leaves once that data is written.
     const queuedAhead = writer.bufferedAmount > 0;
-    writer.enqueue(encodeFrame(Opcode.Ping, new Uint8Array(0)));
+    writer.enqueue(this.#encode(Opcode.Ping, new Uint8Array(0)));
     this.#pingOutstanding = true;
     this.#pingEnd = queuedAhead ? writer.writtenBytes + writer.bufferedAmount : 0;
     this.#pingProgress = writer.writtenBytes;

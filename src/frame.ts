@@ -5,6 +5,7 @@
  */
 
 import { encodeUtf8Into, SHORT_UTF8, utf8Length } from "./utf8.ts";
+import { unmaskWord } from "./mask.ts";
 
 /**
  * WebSocket opcodes (RFC 6455 §5.2).
@@ -139,6 +140,36 @@ export function encodeFrame(
 ): Uint8Array {
   const frame = new Uint8Array(frameHeaderSize(payload.length) + payload.length);
   frame.set(payload, writeFrameHeader(frame, 0, fin, opcode, payload.length, rsv));
+  return frame;
+}
+
+/**
+ * Encodes one complete masked frame, as a client must send it (RFC 6455
+ * §5.3): a fresh random masking key from the platform's CSPRNG for every
+ * frame, so a client's payload cannot be chosen to look like other
+ * protocols' bytes to intermediaries.
+ *
+ * @example
+ * ```ts
+ * import { encodeMaskedFrame, Opcode } from "@tsunagu/ws";
+ * const frame = encodeMaskedFrame(Opcode.Text, new TextEncoder().encode("hi"));
+ * console.log(frame.length, frame[1] & 0x80); // 8 128 (2 header, 4 key, 2 payload)
+ * ```
+ */
+export function encodeMaskedFrame(
+  opcode: number,
+  payload: Uint8Array,
+  fin = true,
+  rsv = 0,
+): Uint8Array {
+  const frame = new Uint8Array(frameHeaderSize(payload.length) + 4 + payload.length);
+  const keyAt = writeFrameHeader(frame, 0, fin, opcode, payload.length, rsv);
+  frame[1] |= 0x80;
+  const key = frame.subarray(keyAt, keyAt + 4);
+  crypto.getRandomValues(key);
+  const body = frame.subarray(keyAt + 4);
+  body.set(payload);
+  unmaskWord(body, key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24));
   return frame;
 }
 

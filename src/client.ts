@@ -1,0 +1,249 @@
+/**
+ * A WebSocket client built on the same protocol modules as the server: the
+ * frame parser and message assembler (expecting unmasked frames), masked
+ * frames on the way out, the same writer, limits, close handshake and
+ * socket API.
+ *
+ * @module
+ */
+
+import { ByteReader } from "./byte_reader.ts";
+import {
+  createClientKey,
+  encodeClientRequest,
+  parseResponseHead,
+  validateServerResponse,
+} from "./client_handshake.ts";
+import { Connection, type ConnectionHost } from "./connection.ts";
+import { decodeRequestHead, findHeadEnd } from "./handshake.ts";
+import { type ResolvedOptions, resolveOptions } from "./options.ts";
+import type { ServerWebSocket } from "./socket.ts";
+
+/**
+ * Options for {@linkcode connect}.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectOptions } from "@tsunagu/ws";
+ * const options: ConnectOptions = { protocols: ["chat"], headers: { authorization: "Bearer x" } };
+ * console.log(options.protocols); // [ "chat" ]
+ * ```
+ */
+export interface ConnectOptions {
+  /** Subprotocols to offer, in order of preference. */
+  protocols?: string[];
+  /** Extra request headers (not the handshake's own). */
+  headers?: HeadersInit;
+  /** Largest message accepted from the server, in bytes (1009 beyond). Default 16 MiB. */
+  maxPayload?: number;
+  /** Bytes allowed to wait in the send queue before the connection is failed (1008). Default 16 MiB. */
+  maxBufferedAmount?: number;
+  /** Milliseconds for the TCP connection and the handshake. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Milliseconds between pings to the server; 0 (the default) sends none. */
+  pingInterval?: number;
+  /** Milliseconds to wait for a pong before dropping the connection. Default 10 000. */
+  pongTimeout?: number;
+  /** Milliseconds to wait for the server's close frame after ours. Default 5 000. */
+  closeTimeout?: number;
+  /** Extra trusted root certificates (PEM) for `wss:`. */
+  caCerts?: string[];
+}
+
+/**
+ * A client-side socket: the same API as the server's sockets (`send`,
+ * `close`, events, async iteration, `bufferedAmount`, `drained()`).
+ * Topics are the server's: a client socket's `publish` reaches no one.
+ */
+export type ClientWebSocket = ServerWebSocket<undefined>;
+
+/** What a client connection needs: options, a clock and a timer for its deadlines. */
+class ClientHost implements ConnectionHost<undefined> {
+  readonly options: ResolvedOptions;
+  readonly handlers = {};
+  now = Date.now();
+  #timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(options: ResolvedOptions) {
+    this.options = options;
+  }
+
+  /** Runs the connection's housekeeping (heartbeat, close deadline) until it ends. */
+  start(connection: Connection<undefined>): void {
+    const periods = [this.options.pingInterval, this.options.pongTimeout, this.options.closeTimeout]
+      .filter((period) => period > 0);
+    const every = Math.min(1000, Math.max(10, Math.floor(Math.min(...periods) / 4)));
+    this.#timer = setInterval(() => {
+      this.now = Date.now();
+      connection.tick(this.now);
+    }, every);
+  }
+
+  connectionClosed(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  socketClosed(): void {}
+
+  setSubscribed(): void {}
+
+  publishFrame(): number {
+    return 0;
+  }
+
+  reportError(error: unknown): void {
+    console.error("tsunagu client:", error);
+  }
+}
+
+function failHandshake(conn: Deno.Conn, message: string): never {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+  throw new Error(`WebSocket handshake failed: ${message}`);
+}
+
+/** `connecting`, unless it takes longer than `ms`; a connection that arrives late is closed. */
+async function openConnection(connecting: Promise<Deno.Conn>, ms: number): Promise<Deno.Conn> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`WebSocket connection timed out after ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([connecting, late]);
+  } catch (error) {
+    connecting.then((conn) => conn.close(), () => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads the response head; the bytes after it (early frames) stay in the reader. */
+async function readResponse(conn: Deno.Conn, reader: ByteReader, limit: number): Promise<string> {
+  let scanned = 0;
+  for (;;) {
+    const end = findHeadEnd(reader.buffer, Math.max(scanned - 3, 0), reader.filled);
+    if (end >= 0) {
+      const text = decodeRequestHead(reader.buffer.subarray(0, end));
+      reader.consume(end);
+      return text;
+    }
+    scanned = reader.filled;
+    if (reader.filled >= limit) failHandshake(conn, "the response head is too large");
+    if (await reader.fill() === 0) failHandshake(conn, "the server closed the connection");
+  }
+}
+
+/**
+ * Opens a WebSocket connection to `url` (`ws:` or `wss:`) and resolves with
+ * the open socket once the server has accepted the handshake. Rejects (with
+ * the reason in the message) when the connection or the handshake fails.
+ *
+ * @example
+ * ```ts
+ * import { connect, serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   message: (socket, data) => socket.send(data),
+ * });
+ * const socket = await connect(server.url);
+ * socket.send("hello");
+ * for await (const message of socket) {
+ *   console.log(message); // hello
+ *   break;
+ * }
+ * socket.close();
+ * await socket.closed;
+ * await server.shutdown();
+ * ```
+ */
+export async function connect(
+  url: string | URL,
+  options: ConnectOptions = {},
+): Promise<ClientWebSocket> {
+  const target = new URL(url);
+  if (target.protocol !== "ws:" && target.protocol !== "wss:") {
+    throw new TypeError(`expected a ws: or wss: URL, got ${target.protocol}`);
+  }
+  const resolved = resolveOptions({
+    port: 0,
+    maxPayload: options.maxPayload,
+    maxBufferedAmount: options.maxBufferedAmount,
+    handshakeTimeout: options.handshakeTimeout,
+    pingInterval: options.pingInterval ?? 0,
+    pongTimeout: options.pongTimeout,
+    closeTimeout: options.closeTimeout,
+    idleTimeout: 0,
+  });
+  const secure = target.protocol === "wss:";
+  const hostname = target.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = Number(target.port || (secure ? 443 : 80));
+  const conn = await openConnection(
+    secure
+      ? Deno.connectTls({ hostname, port, caCerts: options.caCerts })
+      : Deno.connect({ hostname, port }),
+    resolved.handshakeTimeout,
+  );
+  try {
+    (conn as Deno.TcpConn).setNoDelay?.(true);
+  } catch {
+    // Not plain TCP, or already reset: the handshake below reports it.
+  }
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }, resolved.handshakeTimeout);
+  const protocols = options.protocols ?? [];
+  const key = createClientKey();
+  const reader = new ByteReader(conn, {
+    initialSize: 1024,
+    settledSize: 256,
+    maxSize: 256 * 1024,
+    mode: "read",
+  });
+  let head;
+  try {
+    const request = encodeClientRequest(target, key, {
+      protocols,
+      headers: new Headers(options.headers),
+    });
+    for (let offset = 0; offset < request.length;) {
+      offset += await conn.write(request.subarray(offset));
+    }
+    const text = await readResponse(conn, reader, resolved.maxHeaderBytes);
+    head = parseResponseHead(text);
+  } catch (error) {
+    clearTimeout(timer);
+    if (error instanceof Error && error.message.startsWith("WebSocket handshake failed")) {
+      throw error;
+    }
+    failHandshake(conn, error instanceof Error ? error.message : String(error));
+  }
+  clearTimeout(timer);
+  if (head === null) failHandshake(conn, "the response head is not valid HTTP");
+  const checked = validateServerResponse(head, key, protocols);
+  if ("error" in checked) failHandshake(conn, checked.error);
+  reader.settle();
+  const host = new ClientHost(resolved);
+  const connection = new Connection<undefined>(host, {
+    conn,
+    reader,
+    url: target.href,
+    protocol: checked.protocol,
+    headers: head.headers,
+    data: undefined,
+    role: "client",
+  });
+  host.start(connection);
+  connection.run().catch((error) => host.reportError(error));
+  return connection.socket;
+}
