@@ -35,6 +35,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { CHAT_PAGE_HTML, CHAT_SOCKET_PATH, parseChatMessage } from "./chat.ts";
 import { type HelpTopic, parseCliArgs, type ServeConfig, usage, usageHint } from "./cli_args.ts";
 import { formatAddr, Logger } from "./logger.ts";
+import { type ClientWebSocket, connect } from "./client.ts";
 import { formatPrometheus } from "./metrics.ts";
 import type { Handlers } from "./options.ts";
 import { serve, type Server } from "./server.ts";
@@ -91,6 +92,8 @@ export interface CliIo {
   signal?: AbortSignal;
   /** Called once the server listens, with its address. */
   onListen?: (addr: Deno.NetAddr) => void;
+  /** What `connect` sends, line by line. Default: the process's standard input. */
+  stdin?: ReadableStream<Uint8Array>;
 }
 
 /** A start-up failure with its exit code: 2 for the user's input, 1 otherwise. */
@@ -432,6 +435,8 @@ export async function runCli(args: readonly string[], io: CliIo = {}): Promise<n
     case "version":
       out(`tsunagu ${VERSION}`);
       return 0;
+    case "connect":
+      return await runConnect(parsed, io, out, err);
     case "serve":
       try {
         return await runServe(parsed.config, io, out, err);
@@ -440,6 +445,68 @@ export async function runCli(args: readonly string[], io: CliIo = {}): Promise<n
         return fail(error.message, error.exitCode, error.exitCode === 2 ? "serve" : undefined);
       }
   }
+}
+
+/**
+ * `tsunagu connect URL`: a client on the terminal. Lines of stdin go out as
+ * text messages; messages received are printed to stdout, one per line;
+ * status lines go to stderr. At the end of stdin, once the server has been
+ * quiet for `wait` ms (replies still on their way would be dropped after
+ * our close frame, as the standard WebSocket drops them in CLOSING), the
+ * connection is closed with 1000. Exit 0 after a clean close, 1 otherwise.
+ */
+async function runConnect(
+  { url, protocols, wait }: { url: string; protocols: string[]; wait: number },
+  io: CliIo,
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  let socket: ClientWebSocket;
+  try {
+    socket = await connect(url, { protocols });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      err(`tsunagu: ${permissionError(error, "--allow-net").message}`);
+      return 1;
+    }
+    err(`tsunagu: cannot connect to ${url}: ${(error as Error).message}`);
+    return 1;
+  }
+  err(`connected to ${url}${socket.protocol ? ` (subprotocol ${socket.protocol})` : ""}`);
+  let lastHeard = Date.now();
+  const printing = (async () => {
+    for await (const message of socket) {
+      lastHeard = Date.now();
+      out(typeof message === "string" ? message : `<binary ${message.length} bytes>`);
+    }
+  })();
+  const sending = (async () => {
+    const input = (io.stdin ?? Deno.stdin.readable).pipeThrough(new TextDecoderStream());
+    let pending = "";
+    for await (const chunk of input) {
+      if (socket.readyState !== 1) break;
+      pending += chunk;
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        socket.send(pending.slice(0, newline).replace(/\r$/, ""));
+        pending = pending.slice(newline + 1);
+      }
+    }
+    if (pending !== "" && socket.readyState === 1) socket.send(pending);
+    // Everything typed has gone out: close once the replies have stopped.
+    await socket.drained();
+    lastHeard = Math.max(lastHeard, Date.now());
+    while (socket.readyState === 1 && Date.now() - lastHeard < wait) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, wait)));
+    }
+    socket.close(1000);
+  })();
+  const closed = await socket.closed;
+  await printing;
+  err(`closed ${closed.code}${closed.reason ? ` ${JSON.stringify(closed.reason)}` : ""}`);
+  // stdin may still be open (the server closed first): its reader is left behind.
+  sending.catch(() => {});
+  return closed.wasClean ? 0 : 1;
 }
 
 if (import.meta.main) {

@@ -96,7 +96,8 @@ export interface ServeConfig {
 export type CliCommand =
   | { command: "help"; topic: HelpTopic }
   | { command: "version" }
-  | { command: "serve"; config: ServeConfig };
+  | { command: "serve"; config: ServeConfig }
+  | { command: "connect"; url: string; protocols: string[]; wait: number };
 
 /**
  * Which help text to show: the overview or the `serve` command's.
@@ -489,6 +490,8 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
       return fail("missing command (expected serve)", "main");
     case "serve":
       return parseServe(rest);
+    case "connect":
+      return parseConnect(rest);
     case "help":
     case "--help":
     case "-h":
@@ -505,6 +508,45 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
         ? fail(`unknown flag ${first.split("=")[0]}`, "main")
         : fail(`unknown command ${JSON.stringify(first)} (expected serve)`, "main");
   }
+}
+
+/** `tsunagu connect URL [--protocol P]…`: a URL, then subprotocols to offer. */
+function parseConnect(args: readonly string[]): CliCommand | CliError {
+  let url: string | undefined;
+  const protocols: string[] = [];
+  let wait = 1000;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help" || arg === "-h") return { command: "help", topic: "main" };
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    if (flag === "--protocol") {
+      const value = inline ?? args[++i];
+      if (value === undefined || value === "") return fail("missing value for --protocol", "main");
+      protocols.push(value);
+    } else if (flag === "--wait") {
+      const value = parseDuration(inline ?? args[++i] ?? "");
+      if (value === null) {
+        return fail("invalid value for --wait: expected a duration such as 2s", "main");
+      }
+      wait = value;
+    } else if (flag.startsWith("-")) {
+      return fail(`unknown flag ${flag} for connect`, "main");
+    } else if (url === undefined) {
+      url = arg;
+    } else {
+      return fail(`unexpected argument ${JSON.stringify(arg)} (one URL only)`, "main");
+    }
+  }
+  if (url === undefined) return fail("connect needs a ws:// or wss:// URL", "main");
+  if (!/^wss?:\/\/[^/]/i.test(url) || !URL.canParse(url)) {
+    return fail(
+      `invalid URL ${JSON.stringify(url)} (expected ws://host[:port]/path or wss://…)`,
+      "main",
+    );
+  }
+  return { command: "connect", url, protocols, wait };
 }
 
 const HELP_INDENT = 32;
@@ -565,6 +607,12 @@ ${flags}
 Usage:
   tsunagu serve [flags]     start a WebSocket server
   tsunagu serve --help      show the flags of serve only
+  tsunagu connect URL [--protocol P]... [--wait DURATION]
+                            connect as a client: each line of stdin is sent
+                            as a text message, each message received is
+                            printed (binary as <binary N bytes>); at the end
+                            of stdin, close once the server has been quiet
+                            for --wait (default 1s)
   tsunagu --help, -h        show this help
   tsunagu --version, -V     show the version
 

@@ -19,7 +19,8 @@ import {
 } from "../src/cli.ts";
 import { CHAT_PAGE_HTML } from "../src/chat.ts";
 import { contentType } from "../src/static_files.ts";
-import { type ExampleProcess, startExample } from "./helpers/example_process.ts";
+import { serve } from "../src/server.ts";
+import { type ExampleProcess, ROOT, startExample } from "./helpers/example_process.ts";
 import { type Finished, runCliProcess as runWith } from "./helpers/cli_process.ts";
 import { TestClient, waitUntil } from "./helpers/harness.ts";
 import { buildUpgradeRequest, type HttpResponse, OP, RawClient } from "./helpers/raw_client.ts";
@@ -855,6 +856,88 @@ Deno.test("cli process: --reuse-port without deno's --unstable-net is one error 
   ]);
   assert.equal(run.code, 2, run.stderr);
   assert.match(run.stderr, /--reuse-port needs deno's --unstable-net flag/);
+});
+
+Deno.test("cli args: connect takes a ws URL, subprotocols and a wait", () => {
+  assert.deepEqual(parseCliArgs(["connect", "ws://127.0.0.1:9000/chat"]), {
+    command: "connect",
+    url: "ws://127.0.0.1:9000/chat",
+    protocols: [],
+    wait: 1000,
+  });
+  assert.deepEqual(
+    parseCliArgs([
+      "connect",
+      "--protocol",
+      "v2",
+      "wss://example.com/",
+      "--protocol=v1",
+      "--wait=3s",
+    ]),
+    { command: "connect", url: "wss://example.com/", protocols: ["v2", "v1"], wait: 3000 },
+  );
+  for (
+    const [args, message] of [
+      [["connect"], /needs a ws:\/\/ or wss:\/\/ URL/],
+      [["connect", "http://example.com/"], /invalid URL/],
+      [["connect", "ws://a/", "ws://b/"], /one URL only/],
+      [["connect", "ws://a/", "--wait", "soon"], /--wait/],
+      [["connect", "ws://a/", "--port", "1"], /unknown flag --port for connect/],
+    ] as const
+  ) {
+    assert.match(parseError([...args]).error, message, JSON.stringify(args));
+  }
+});
+
+Deno.test("cli connect: stdin lines go out, replies come back on stdout, exit 0", async () => {
+  const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+    message: (socket, data) => void socket.send(typeof data === "string" ? `echo ${data}` : data),
+  });
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net=127.0.0.1",
+        "src/cli.ts",
+        "connect",
+        `${server.url}/room`,
+        "--wait",
+        "300ms",
+      ],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const input = child.stdin.getWriter();
+    await input.write(new TextEncoder().encode("one\r\ntwo\nthree"));
+    await input.close();
+    const { code, stdout, stderr } = await child.output();
+    const errors = new TextDecoder().decode(stderr);
+    assert.equal(code, 0, errors);
+    assert.deepEqual(new TextDecoder().decode(stdout).split("\n").filter(Boolean), [
+      "echo one",
+      "echo two",
+      "echo three",
+    ]);
+    assert.match(errors, /connected to ws:\/\/127\.0\.0\.1:\d+\/room/);
+    assert.match(errors, /closed 1000/);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("cli connect: a refused connection is one error line, exit 1", async () => {
+  const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+    upgrade: () => new Response("no", { status: 403 }),
+  });
+  try {
+    const run = await runCliProcess(["connect", server.url], ["--allow-net=127.0.0.1"]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /cannot connect to ws:\/\/127\.0\.0\.1:\d+: .*answered 403/);
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("cli serve: --idle-timeout closes silent clients with 1001", async () => {
