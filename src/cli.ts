@@ -36,6 +36,7 @@ import { CHAT_PAGE_HTML, CHAT_SOCKET_PATH, parseChatMessage } from "./chat.ts";
 import { type HelpTopic, parseCliArgs, type ServeConfig, usage, usageHint } from "./cli_args.ts";
 import { formatAddr, Logger } from "./logger.ts";
 import { type ClientWebSocket, connect } from "./client.ts";
+import { formatReport, runLoad } from "./load_tool.ts";
 import { formatPrometheus } from "./metrics.ts";
 import type { Handlers } from "./options.ts";
 import { serve, type Server } from "./server.ts";
@@ -54,6 +55,7 @@ export {
   usage,
   usageHint,
 } from "./cli_args.ts";
+export type { LoadOptions } from "./load_tool.ts";
 
 /**
  * The package version, from `deno.json`.
@@ -437,6 +439,11 @@ export async function runCli(args: readonly string[], io: CliIo = {}): Promise<n
       return 0;
     case "connect":
       return await runConnect(parsed, io, out, err);
+    case "load": {
+      const report = await runLoad(parsed.options);
+      out(formatReport(parsed.options, report));
+      return report.errors === 0 && report.failedConnections === 0 && report.messages > 0 ? 0 : 1;
+    }
     case "serve":
       try {
         return await runServe(parsed.config, io, out, err);

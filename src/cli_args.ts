@@ -8,6 +8,7 @@
  */
 
 import { CHAT_SOCKET_PATH } from "./chat.ts";
+import type { LoadOptions } from "./load_tool.ts";
 import { DEFAULTS } from "./options.ts";
 
 /**
@@ -97,7 +98,8 @@ export type CliCommand =
   | { command: "help"; topic: HelpTopic }
   | { command: "version" }
   | { command: "serve"; config: ServeConfig }
-  | { command: "connect"; url: string; protocols: string[]; wait: number };
+  | { command: "connect"; url: string; protocols: string[]; wait: number }
+  | { command: "load"; options: LoadOptions };
 
 /**
  * Which help text to show: the overview or the `serve` command's.
@@ -492,6 +494,8 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
       return parseServe(rest);
     case "connect":
       return parseConnect(rest);
+    case "load":
+      return parseLoad(rest);
     case "help":
     case "--help":
     case "-h":
@@ -510,7 +514,28 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
   }
 }
 
-/** `tsunagu connect URL [--protocol P]…`: a URL, then subprotocols to offer. */
+/** `--flag=value` as `[flag, value]`; anything else as `[arg, undefined]`. */
+function splitFlag(arg: string): [string, string | undefined] {
+  const equals = arg.indexOf("=");
+  return arg.startsWith("--") && equals > 0 ? [arg.slice(0, equals), arg.slice(equals + 1)] : [
+    arg,
+    undefined,
+  ];
+}
+
+/** Null when `url` is a ws:// or wss:// URL, else the error. */
+function wsUrlProblem(url: string | undefined, command: string): CliError | null {
+  if (url === undefined) return fail(`${command} needs a ws:// or wss:// URL`, "main");
+  if (!/^wss?:\/\/[^/]/i.test(url) || !URL.canParse(url)) {
+    return fail(
+      `invalid URL ${JSON.stringify(url)} (expected ws://host[:port]/path or wss://…)`,
+      "main",
+    );
+  }
+  return null;
+}
+
+/** `tsunagu connect URL [--protocol P]… [--wait D]`. */
 function parseConnect(args: readonly string[]): CliCommand | CliError {
   let url: string | undefined;
   const protocols: string[] = [];
@@ -518,9 +543,7 @@ function parseConnect(args: readonly string[]): CliCommand | CliError {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--help" || arg === "-h") return { command: "help", topic: "main" };
-    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
-      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
-      : [arg, undefined];
+    const [flag, inline] = splitFlag(arg);
     if (flag === "--protocol") {
       const value = inline ?? args[++i];
       if (value === undefined || value === "") return fail("missing value for --protocol", "main");
@@ -539,14 +562,47 @@ function parseConnect(args: readonly string[]): CliCommand | CliError {
       return fail(`unexpected argument ${JSON.stringify(arg)} (one URL only)`, "main");
     }
   }
-  if (url === undefined) return fail("connect needs a ws:// or wss:// URL", "main");
-  if (!/^wss?:\/\/[^/]/i.test(url) || !URL.canParse(url)) {
-    return fail(
-      `invalid URL ${JSON.stringify(url)} (expected ws://host[:port]/path or wss://…)`,
-      "main",
-    );
+  return wsUrlProblem(url, "connect") ?? { command: "connect", url: url!, protocols, wait };
+}
+
+/** `tsunagu load URL [--clients N] [--duration D] [--size S] [--binary]`. */
+function parseLoad(args: readonly string[]): CliCommand | CliError {
+  let url: string | undefined;
+  const options = { clients: 10, duration: 5000, size: 32, binary: false };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help" || arg === "-h") return { command: "help", topic: "main" };
+    const [flag, inline] = splitFlag(arg);
+    const value = () => inline ?? args[++i] ?? "";
+    if (flag === "--clients") {
+      const clients = Number(value());
+      if (!Number.isInteger(clients) || clients < 1 || clients > 10_000) {
+        return fail("invalid value for --clients: expected 1 to 10000", "main");
+      }
+      options.clients = clients;
+    } else if (flag === "--duration") {
+      const duration = parseDuration(value());
+      if (duration === null || duration <= 0) {
+        return fail("invalid value for --duration: expected a duration such as 10s", "main");
+      }
+      options.duration = duration;
+    } else if (flag === "--size") {
+      const size = parseSize(value());
+      if (size === null) {
+        return fail("invalid value for --size: expected a size such as 1kb", "main");
+      }
+      options.size = size;
+    } else if (flag === "--binary") {
+      options.binary = true;
+    } else if (flag.startsWith("-")) {
+      return fail(`unknown flag ${flag} for load`, "main");
+    } else if (url === undefined) {
+      url = arg;
+    } else {
+      return fail(`unexpected argument ${JSON.stringify(arg)} (one URL only)`, "main");
+    }
   }
-  return { command: "connect", url, protocols, wait };
+  return wsUrlProblem(url, "load") ?? { command: "load", options: { url: url!, ...options } };
 }
 
 const HELP_INDENT = 32;
@@ -613,6 +669,11 @@ Usage:
                             printed (binary as <binary N bytes>); at the end
                             of stdin, close once the server has been quiet
                             for --wait (default 1s)
+  tsunagu load URL [--clients N] [--duration D] [--size S] [--binary]
+                            load an echo endpoint: N clients (default 10)
+                            send S-byte messages (default 32) for D
+                            (default 5s), check every echo, and report
+                            round trips per second and latency
   tsunagu --help, -h        show this help
   tsunagu --version, -V     show the version
 

@@ -940,6 +940,69 @@ Deno.test("cli connect: a refused connection is one error line, exit 1", async (
   }
 });
 
+Deno.test("cli args: load takes a ws URL, clients, duration, size and --binary", () => {
+  assert.deepEqual(parseCliArgs(["load", "ws://127.0.0.1:9000/"]), {
+    command: "load",
+    options: { url: "ws://127.0.0.1:9000/", clients: 10, duration: 5000, size: 32, binary: false },
+  });
+  assert.deepEqual(
+    parseCliArgs([
+      "load",
+      "ws://h/",
+      "--clients=3",
+      "--duration",
+      "2s",
+      "--size",
+      "1kb",
+      "--binary",
+    ]),
+    {
+      command: "load",
+      options: { url: "ws://h/", clients: 3, duration: 2000, size: 1024, binary: true },
+    },
+  );
+  for (
+    const [args, message] of [
+      [["load"], /needs a ws:\/\/ or wss:\/\/ URL/],
+      [["load", "ws://h/", "--clients", "0"], /--clients/],
+      [["load", "ws://h/", "--duration", "0s"], /--duration/],
+      [["load", "ws://h/", "--size", "lots"], /--size/],
+    ] as const
+  ) {
+    assert.match(parseError([...args]).error, message, JSON.stringify(args));
+  }
+});
+
+Deno.test("cli load: reports round trips against an echo server; wrong echoes fail it", async () => {
+  const echo = serve({ port: 0, hostname: "127.0.0.1" }, {
+    message: (socket, data) => void socket.send(data),
+  });
+  const liar = serve({ port: 0, hostname: "127.0.0.1" }, {
+    message: (socket, data) => void socket.send(typeof data === "string" ? data + "!" : data),
+  });
+  try {
+    const good = await runCliProcess(
+      ["load", echo.url, "--clients", "3", "--duration", "300ms", "--size", "2kb", "--binary"],
+      ["--allow-net=127.0.0.1"],
+    );
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(
+      good.stdout,
+      /^3 clients, 2048 B binary, [\d.]+ s: [\d,]+ round trips \([\d,]+\/s\), p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors$/m,
+    );
+    assert.doesNotMatch(good.stdout, /: 0 round trips/);
+    const bad = await runCliProcess(
+      ["load", liar.url, "--clients", "2", "--duration", "200ms"],
+      ["--allow-net=127.0.0.1"],
+    );
+    assert.equal(bad.code, 1, bad.stdout);
+    assert.match(bad.stdout, /[1-9][\d,]* errors/);
+  } finally {
+    await echo.shutdown();
+    await liar.shutdown();
+  }
+});
+
 Deno.test("cli serve: --idle-timeout closes silent clients with 1001", async () => {
   await withCli(["--idle-timeout", "300ms"], async (_process, url) => {
     const client = await TestClient.open(wsUrl(url, "/"));
