@@ -442,7 +442,9 @@ export async function runCli(args: readonly string[], io: CliIo = {}): Promise<n
     case "load": {
       const report = await runLoad(parsed.options);
       out(formatReport(parsed.options, report));
-      return report.errors === 0 && report.failedConnections === 0 && report.messages > 0 ? 0 : 1;
+      const clean = report.errors === 0 && report.failedConnections === 0 &&
+        report.closedEarly === 0;
+      return clean && report.messages > 0 ? 0 : 1;
     }
     case "serve":
       try {
@@ -498,6 +500,8 @@ async function runConnect(
         socket.send(pending.slice(0, newline).replace(/\r$/, ""));
         pending = pending.slice(newline + 1);
       }
+      // A long input to a slow server: wait for the queue rather than fill it.
+      if (socket.bufferedAmount > 1024 * 1024) await socket.drained();
     }
     if (pending !== "" && socket.readyState === 1) socket.send(pending);
     // Everything typed has gone out: close once the replies have stopped.
@@ -508,11 +512,11 @@ async function runConnect(
     }
     socket.close(1000);
   })();
+  // stdin may still be open when the server closes first: its reader is left behind.
+  sending.catch(() => {});
   const closed = await socket.closed;
   await printing;
   err(`closed ${closed.code}${closed.reason ? ` ${JSON.stringify(closed.reason)}` : ""}`);
-  // stdin may still be open (the server closed first): its reader is left behind.
-  sending.catch(() => {});
   return closed.wasClean ? 0 : 1;
 }
 

@@ -38,7 +38,7 @@ export interface ConnectOptions {
   maxPayload?: number;
   /** Bytes allowed to wait in the send queue before the connection is failed (1008). Default 16 MiB. */
   maxBufferedAmount?: number;
-  /** Milliseconds for the TCP connection and the handshake. Default 10 000. */
+  /** Milliseconds for the TCP connection and the handshake together; 0 for no limit. Default 10 000. */
   handshakeTimeout?: number;
   /** Milliseconds between pings to the server; 0 (the default) sends none. */
   pingInterval?: number;
@@ -63,13 +63,24 @@ class ClientHost implements ConnectionHost<undefined> {
   readonly handlers = {};
   now = Date.now();
   #timer: ReturnType<typeof setInterval> | null = null;
+  #starting: ReturnType<typeof setTimeout> | null = null;
 
   constructor(options: ResolvedOptions) {
     this.options = options;
   }
 
-  /** Runs the connection's housekeeping (heartbeat, close deadline) until it ends. */
+  /**
+   * Starts the connection's read loop on the next turn of the event loop,
+   * not now: frames that came in the same read as the 101 would otherwise
+   * be delivered before the caller, who gets the socket when `connect`
+   * resolves, could listen. Then runs its housekeeping (heartbeat, close
+   * deadline) until it ends.
+   */
   start(connection: Connection<undefined>): void {
+    this.#starting = setTimeout(() => {
+      this.#starting = null;
+      connection.run().catch((error) => this.reportError(error));
+    }, 0);
     const periods = [this.options.pingInterval, this.options.pongTimeout, this.options.closeTimeout]
       .filter((period) => period > 0);
     const every = Math.min(1000, Math.max(10, Math.floor(Math.min(...periods) / 4)));
@@ -81,7 +92,8 @@ class ClientHost implements ConnectionHost<undefined> {
 
   connectionClosed(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = null;
+    if (this.#starting !== null) clearTimeout(this.#starting);
+    this.#timer = this.#starting = null;
   }
 
   socketClosed(): void {}
@@ -108,6 +120,7 @@ function failHandshake(conn: Deno.Conn, message: string): never {
 
 /** `connecting`, unless it takes longer than `ms`; a connection that arrives late is closed. */
 async function openConnection(connecting: Promise<Deno.Conn>, ms: number): Promise<Deno.Conn> {
+  if (ms <= 0) return await connecting;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -184,26 +197,37 @@ export async function connect(
   const secure = target.protocol === "wss:";
   const hostname = target.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = Number(target.port || (secure ? 443 : 80));
+  const protocols = options.protocols ?? [];
+  const key = createClientKey();
+  // Built first: a bad header or subprotocol is the caller's TypeError, and
+  // no connection is opened for it.
+  const request = encodeClientRequest(target, key, {
+    protocols,
+    headers: new Headers(options.headers),
+  });
+  // One deadline for the TCP connection and the handshake (0: none).
+  const limit = resolved.handshakeTimeout;
+  const deadline = limit > 0 ? Date.now() + limit : Infinity;
   const conn = await openConnection(
     secure
       ? Deno.connectTls({ hostname, port, caCerts: options.caCerts })
       : Deno.connect({ hostname, port }),
-    resolved.handshakeTimeout,
+    limit,
   );
   try {
     (conn as Deno.TcpConn).setNoDelay?.(true);
   } catch {
     // Not plain TCP, or already reset: the handshake below reports it.
   }
-  const timer = setTimeout(() => {
+  let timedOut = false;
+  const timer = deadline === Infinity ? undefined : setTimeout(() => {
+    timedOut = true;
     try {
       conn.close();
     } catch {
       // Already closed.
     }
-  }, resolved.handshakeTimeout);
-  const protocols = options.protocols ?? [];
-  const key = createClientKey();
+  }, Math.max(0, deadline - Date.now()));
   const reader = new ByteReader(conn, {
     initialSize: 1024,
     settledSize: 256,
@@ -212,10 +236,6 @@ export async function connect(
   });
   let head;
   try {
-    const request = encodeClientRequest(target, key, {
-      protocols,
-      headers: new Headers(options.headers),
-    });
     for (let offset = 0; offset < request.length;) {
       offset += await conn.write(request.subarray(offset));
     }
@@ -223,6 +243,7 @@ export async function connect(
     head = parseResponseHead(text);
   } catch (error) {
     clearTimeout(timer);
+    if (timedOut) failHandshake(conn, `no response within ${limit} ms`);
     if (error instanceof Error && error.message.startsWith("WebSocket handshake failed")) {
       throw error;
     }
@@ -244,6 +265,5 @@ export async function connect(
     role: "client",
   });
   host.start(connection);
-  connection.run().catch((error) => host.reportError(error));
   return connection.socket;
 }

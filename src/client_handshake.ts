@@ -10,6 +10,9 @@ import { acceptKey } from "./handshake.ts";
 
 const encoder = new TextEncoder();
 
+// RFC 9110 §5.6.2: header names and subprotocols are tokens.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 // Headers the client writes itself; callers may not add second copies.
 const HANDSHAKE_HEADERS = new Set([
   "host",
@@ -20,6 +23,15 @@ const HANDSHAKE_HEADERS = new Set([
   "sec-websocket-protocol",
   "sec-websocket-extensions",
 ]);
+
+/** Whether `value` has a control character other than tab (not allowed in a header value). */
+function hasControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if ((code < 0x20 && code !== 0x09) || code === 0x7f) return true;
+  }
+  return false;
+}
 
 /**
  * A new `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
@@ -53,15 +65,22 @@ export function encodeClientRequest(
   const target = (url.pathname || "/") + url.search;
   let head = `GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n` +
     `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
-  if (options.protocols !== undefined && options.protocols.length > 0) {
-    head += `Sec-WebSocket-Protocol: ${options.protocols.join(", ")}\r\n`;
+  const protocols = options.protocols ?? [];
+  for (const protocol of protocols) {
+    if (!TOKEN.test(protocol)) {
+      throw new TypeError(`invalid subprotocol ${JSON.stringify(protocol)}`);
+    }
   }
+  if (new Set(protocols).size !== protocols.length) throw new TypeError("repeated subprotocol");
+  if (protocols.length > 0) head += `Sec-WebSocket-Protocol: ${protocols.join(", ")}\r\n`;
   for (const [name, value] of options.headers ?? []) {
     if (HANDSHAKE_HEADERS.has(name.toLowerCase())) {
       throw new TypeError(`${name} is set by the client; it cannot be an extra header`);
     }
-    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
-      throw new TypeError(`header ${JSON.stringify(name)} contains a line break`);
+    // A name must be a token and a value free of control characters, or
+    // the header could smuggle in lines of its own.
+    if (!TOKEN.test(name) || hasControlCharacter(value)) {
+      throw new TypeError(`invalid header ${JSON.stringify(name)}`);
     }
     head += `${name}: ${value}\r\n`;
   }

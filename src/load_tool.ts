@@ -38,8 +38,10 @@ export interface LoadOptions {
 export interface LoadReport {
   /** Round trips completed with the right reply. */
   messages: number;
-  /** Replies that were not the message sent, or never came. */
+  /** Replies that were not the message sent (wrong, repeated or out of order), or never came. */
   errors: number;
+  /** Connections the server closed before the time was up. */
+  closedEarly: number;
   /** Connections that could not be opened. */
   failedConnections: number;
   /** Milliseconds actually measured. */
@@ -66,14 +68,33 @@ function same(a: string | Uint8Array, b: unknown): boolean {
   return true;
 }
 
+/**
+ * `template` with `sequence` written over its start, so that every message
+ * differs from the one before: a repeated or stale echo does not match.
+ */
+function stamped(template: string | Uint8Array, sequence: number): string | Uint8Array {
+  if (typeof template === "string") {
+    const tag = `${sequence}:`;
+    return template.length > tag.length ? tag + template.slice(tag.length) : template;
+  }
+  const message = template.slice();
+  for (let i = 0; i < 4 && i < message.length; i++) message[i] = (sequence >>> (8 * i)) & 0xff;
+  return message;
+}
+
 async function runClient(
   socket: ClientWebSocket,
-  message: string | Uint8Array,
+  template: string | Uint8Array,
   until: number,
   report: LoadReport,
 ): Promise<void> {
   const replies = socket[Symbol.asyncIterator]();
-  while (Date.now() < until && socket.readyState === 1) {
+  for (let sequence = 0; Date.now() < until; sequence++) {
+    if (socket.readyState !== 1) {
+      report.closedEarly++;
+      return;
+    }
+    const message = stamped(template, sequence);
     const sent = performance.now();
     socket.send(message);
     const reply = await replies.next();
@@ -95,6 +116,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const report: LoadReport = {
     messages: 0,
     errors: 0,
+    closedEarly: 0,
     failedConnections: 0,
     elapsed: 0,
     latencies: [],
@@ -135,9 +157,9 @@ export function formatReport(options: LoadOptions, report: LoadReport): string {
   const seconds = report.elapsed / 1000;
   const rate = seconds > 0 ? Math.round(report.messages / seconds) : 0;
   const ms = (value: number) => `${value.toFixed(2)} ms`;
-  const failed = report.failedConnections > 0
-    ? `, ${report.failedConnections} connections failed`
-    : "";
+  const failed =
+    (report.failedConnections > 0 ? `, ${report.failedConnections} connections failed` : "") +
+    (report.closedEarly > 0 ? `, ${report.closedEarly} closed early by the server` : "");
   return `${options.clients} clients, ${options.size} B ${options.binary ? "binary" : "text"}, ` +
     `${seconds.toFixed(1)} s: ${report.messages.toLocaleString("en-US")} round trips ` +
     `(${rate.toLocaleString("en-US")}/s), p50 ${ms(percentile(report.latencies, 0.5))}, ` +

@@ -980,6 +980,12 @@ Deno.test("cli load: reports round trips against an echo server; wrong echoes fa
   const liar = serve({ port: 0, hostname: "127.0.0.1" }, {
     message: (socket, data) => void socket.send(typeof data === "string" ? data + "!" : data),
   });
+  const hangUp = serve({ port: 0, hostname: "127.0.0.1" }, {
+    message(socket, data) {
+      socket.send(data);
+      socket.close(1001);
+    },
+  });
   try {
     const good = await runCliProcess(
       ["load", echo.url, "--clients", "3", "--duration", "300ms", "--size", "2kb", "--binary"],
@@ -997,9 +1003,17 @@ Deno.test("cli load: reports round trips against an echo server; wrong echoes fa
     );
     assert.equal(bad.code, 1, bad.stdout);
     assert.match(bad.stdout, /[1-9][\d,]* errors/);
+    // A server that hangs up after each echo: the echoes are right, the run is not.
+    const quitter = await runCliProcess(
+      ["load", hangUp.url, "--clients", "2", "--duration", "300ms"],
+      ["--allow-net=127.0.0.1"],
+    );
+    assert.equal(quitter.code, 1, quitter.stdout);
+    assert.match(quitter.stdout, /2 closed early by the server/);
   } finally {
     await echo.shutdown();
     await liar.shutdown();
+    await hangUp.shutdown();
   }
 });
 

@@ -35,10 +35,17 @@ Deno.test("client handshake: the request, and every response check", () => {
       `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
       "Sec-WebSocket-Protocol: v2, v1\r\nAuthorization: Bearer t\r\n\r\n",
   );
-  assert.throws(
-    () => encodeClientRequest(new URL("ws://a/"), key, { headers: [["Sec-WebSocket-Key", "x"]] }),
-    TypeError,
-  );
+  for (
+    const options of [
+      { headers: [["Sec-WebSocket-Key", "x"]] as [string, string][] },
+      { headers: [["Bad Name", "x"]] as [string, string][] },
+      { headers: [["X-Ok", "a\u0000b"]] as [string, string][] },
+      { protocols: ["chat\r\nX-Injected: yes"] },
+      { protocols: ["v1", "v1"] },
+    ]
+  ) {
+    assert.throws(() => encodeClientRequest(new URL("ws://a/"), key, options), TypeError);
+  }
 
   const good = () =>
     new Headers({
@@ -138,7 +145,7 @@ Deno.test("client: against Deno's built-in server, with a subprotocol", async ()
 
 /** A raw TCP server that answers one handshake with `respond(key)` and hands over the socket. */
 function rawServer(
-  respond: (key: string) => string | null,
+  respond: (key: string) => string | Uint8Array | null,
   then: (conn: Deno.Conn) => Promise<void> = () => Promise.resolve(),
 ) {
   const listener = Deno.listen({ port: 0, hostname: "127.0.0.1" });
@@ -149,7 +156,9 @@ function rawServer(
       const n = await conn.read(buffer) ?? 0;
       const key = /sec-websocket-key: (\S+)/i.exec(decoder.decode(buffer.subarray(0, n)))?.[1]!;
       const answer = respond(key);
-      if (answer !== null) await conn.write(new TextEncoder().encode(answer));
+      if (answer !== null) {
+        await conn.write(typeof answer === "string" ? new TextEncoder().encode(answer) : answer);
+      }
       await then(conn);
     } finally {
       try {
@@ -214,7 +223,7 @@ Deno.test("client: a failed handshake rejects with the reason and closes the con
       /Sec-WebSocket-Accept does not match/,
     ],
     ["garbage", () => "SSH-2.0-OpenSSH\r\n\r\n", /not valid HTTP/],
-    ["silence", () => null, /handshake failed/],
+    ["silence", () => null, /no response within 300 ms/],
   ];
   for (const [what, respond, reason] of cases) {
     const raw = rawServer(respond, async (conn) => {
@@ -233,4 +242,61 @@ Deno.test("client: a failed handshake rejects with the reason and closes the con
     }
   }
   await assert.rejects(connect("http://127.0.0.1:1/"), TypeError);
+  // Caller mistakes are TypeErrors before any connection: port 1 has no listener.
+  await assert.rejects(connect("ws://127.0.0.1:1/", { headers: { host: "x" } }), TypeError);
+  await assert.rejects(connect("ws://127.0.0.1:1/", { protocols: ["a\r\nX: y"] }), TypeError);
+});
+
+Deno.test("client: frames in the same read as the 101 are delivered, not lost", async () => {
+  const early = Uint8Array.of(0x81, 5, ...new TextEncoder().encode("early"));
+  const raw = rawServer((key) => {
+    const head = new TextEncoder().encode(accepted(key));
+    const both = new Uint8Array(head.length + early.length);
+    both.set(head);
+    both.set(early, head.length);
+    return both;
+  }, async (conn) => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await conn.write(Uint8Array.of(0x81, 5, ...new TextEncoder().encode("later")));
+    await conn.read(new Uint8Array(64)).catch(() => null);
+  });
+  try {
+    const socket = await connect(`ws://127.0.0.1:${raw.port}/`);
+    const received: unknown[] = [];
+    for await (const message of socket) {
+      received.push(message);
+      if (received.length === 2) break;
+    }
+    assert.deepEqual(received, ["early", "later"]);
+    socket.terminate();
+    await raw.served;
+  } finally {
+    raw.close();
+  }
+});
+
+Deno.test("client: after the closing handshake the server closes TCP first", async () => {
+  let finAfterClose: "none" | "fin" = "none";
+  const raw = rawServer(accepted, async (conn) => {
+    // Server-initiated close: 1001 with no reason.
+    await conn.write(Uint8Array.of(0x88, 2, 0x03, 0xe9));
+    const buffer = new Uint8Array(64);
+    const n = await conn.read(buffer);
+    assert.ok(n !== null && (buffer[0] & 0x0f) === 0x8, "the client's close frame");
+    // The client must not send its FIN now: it waits for ours.
+    const next = conn.read(buffer);
+    const quiet = new Promise((resolve) => setTimeout(resolve, 200, "quiet"));
+    if (await Promise.race([next, quiet]) === null) finAfterClose = "fin";
+    conn.close();
+    await next.catch(() => null);
+  });
+  try {
+    const socket = await connect(`ws://127.0.0.1:${raw.port}/`);
+    const closed = await socket.closed;
+    assert.deepEqual([closed.code, closed.wasClean], [1001, true]);
+    await raw.served;
+    assert.equal(finAfterClose, "none", "the client closed TCP before the server");
+  } finally {
+    raw.close();
+  }
 });
