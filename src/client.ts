@@ -17,6 +17,13 @@ import {
 import { Connection, type ConnectionHost } from "./connection.ts";
 import { decodeRequestHead, findHeadEnd } from "./handshake.ts";
 import { type ResolvedOptions, resolveOptions } from "./options.ts";
+import {
+  acceptDeflateResponse,
+  CLIENT_DEFLATE_OFFER,
+  type DeflateParams,
+  type PerMessageDeflateOptions,
+  validateDeflateOptions,
+} from "./permessage_deflate.ts";
 import type { ServerWebSocket } from "./socket.ts";
 
 /**
@@ -48,6 +55,12 @@ export interface ConnectOptions {
   closeTimeout?: number;
   /** Extra trusted root certificates (PEM) for `wss:`. */
   caCerts?: string[];
+  /**
+   * Offer permessage-deflate (RFC 7692) without context takeover either
+   * way: `true` or `{ threshold, level }` as for the server. Used when the
+   * server agrees. Default false.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 /**
@@ -184,6 +197,9 @@ export async function connect(
   if (target.protocol !== "ws:" && target.protocol !== "wss:") {
     throw new TypeError(`expected a ws: or wss: URL, got ${target.protocol}`);
   }
+  if (typeof options.perMessageDeflate === "object") {
+    validateDeflateOptions(options.perMessageDeflate);
+  }
   const resolved = resolveOptions({
     port: 0,
     maxPayload: options.maxPayload,
@@ -201,9 +217,11 @@ export async function connect(
   const key = createClientKey();
   // Built first: a bad header or subprotocol is the caller's TypeError, and
   // no connection is opened for it.
+  const deflateOption = options.perMessageDeflate ?? false;
   const request = encodeClientRequest(target, key, {
     protocols,
     headers: new Headers(options.headers),
+    extensions: deflateOption === false ? undefined : CLIENT_DEFLATE_OFFER,
   });
   // One deadline for the TCP connection and the handshake (0: none).
   const limit = resolved.handshakeTimeout;
@@ -251,8 +269,17 @@ export async function connect(
   }
   clearTimeout(timer);
   if (head === null) failHandshake(conn, "the response head is not valid HTTP");
-  const checked = validateServerResponse(head, key, protocols);
+  const checked = validateServerResponse(head, key, protocols, deflateOption !== false);
   if ("error" in checked) failHandshake(conn, checked.error);
+  let deflate: DeflateParams | null = null;
+  if (checked.extensions !== "") {
+    const agreed = acceptDeflateResponse(
+      checked.extensions,
+      deflateOption === true || deflateOption === false ? {} : deflateOption,
+    );
+    if ("error" in agreed) failHandshake(conn, agreed.error);
+    deflate = agreed;
+  }
   reader.settle();
   const host = new ClientHost(resolved);
   const connection = new Connection<undefined>(host, {
@@ -263,6 +290,8 @@ export async function connect(
     headers: head.headers,
     data: undefined,
     role: "client",
+    deflate,
+    extensions: checked.extensions,
   });
   host.start(connection);
   return connection.socket;

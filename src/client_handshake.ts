@@ -60,7 +60,12 @@ export function createClientKey(): string {
 export function encodeClientRequest(
   url: URL,
   key: string,
-  options: { protocols?: readonly string[]; headers?: Iterable<[string, string]> } = {},
+  options: {
+    protocols?: readonly string[];
+    headers?: Iterable<[string, string]>;
+    /** A `Sec-WebSocket-Extensions` offer. */
+    extensions?: string;
+  } = {},
 ): Uint8Array {
   const target = (url.pathname || "/") + url.search;
   let head = `GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n` +
@@ -73,6 +78,7 @@ export function encodeClientRequest(
   }
   if (new Set(protocols).size !== protocols.length) throw new TypeError("repeated subprotocol");
   if (protocols.length > 0) head += `Sec-WebSocket-Protocol: ${protocols.join(", ")}\r\n`;
+  if (options.extensions) head += `Sec-WebSocket-Extensions: ${options.extensions}\r\n`;
   for (const [name, value] of options.headers ?? []) {
     if (HANDSHAKE_HEADERS.has(name.toLowerCase())) {
       throw new TypeError(`${name} is set by the client; it cannot be an extra header`);
@@ -136,8 +142,9 @@ export function parseResponseHead(text: string): ResponseHead | null {
  * Checks a response to an upgrade request sent with `key` and offering
  * `protocols` (RFC 6455 §4.1, the client's checks): 101, `Upgrade:
  * websocket`, `Connection: Upgrade`, the right `Sec-WebSocket-Accept`, a
- * subprotocol only from the offer, and no extension (none is offered).
- * Returns the chosen subprotocol, or why the connection must fail.
+ * subprotocol only from the offer, and an extension only if one was
+ * offered (its parameters are the extension's to check). Returns the
+ * chosen subprotocol and extensions, or why the connection must fail.
  *
  * @example
  * ```ts
@@ -148,14 +155,16 @@ export function parseResponseHead(text: string): ResponseHead | null {
  *   connection: "Upgrade",
  *   "sec-websocket-accept": acceptKey(key),
  * });
- * console.log(validateServerResponse({ status: 101, headers }, key, [])); // { protocol: "" }
+ * console.log(validateServerResponse({ status: 101, headers }, key, []));
+ * // { protocol: "", extensions: "" }
  * ```
  */
 export function validateServerResponse(
   head: ResponseHead,
   key: string,
   protocols: readonly string[],
-): { protocol: string } | { error: string } {
+  extensionsOffered = false,
+): { protocol: string; extensions: string } | { error: string } {
   const { status, headers } = head;
   if (status !== 101) return { error: `the server answered ${status} instead of 101` };
   if (headers.get("upgrade")?.toLowerCase() !== "websocket") {
@@ -172,8 +181,9 @@ export function validateServerResponse(
   if (protocol !== "" && !protocols.includes(protocol)) {
     return { error: `the server chose subprotocol "${protocol}", which was not offered` };
   }
-  if (headers.has("sec-websocket-extensions")) {
+  const extensions = headers.get("sec-websocket-extensions") ?? "";
+  if (extensions !== "" && !extensionsOffered) {
     return { error: "the server accepted an extension that was not offered" };
   }
-  return { protocol };
+  return { protocol, extensions };
 }

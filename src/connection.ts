@@ -380,9 +380,17 @@ export class Connection<T> implements MessageHandler, TrafficCounters {
     const payload = toPayload(data);
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
     if (this.#client) {
-      const text = typeof payload === "string";
-      const bytes = text ? textEncoder.encode(payload) : payload;
-      this.#writer.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
+      const deflate = this.#deflate;
+      const compressed = deflate === null
+        ? null
+        : compressedFrame(payload, deflate, encodeMaskedFrame);
+      if (compressed !== null) {
+        this.#writer.enqueue(compressed);
+      } else {
+        const text = typeof payload === "string";
+        const bytes = text ? textEncoder.encode(payload) : payload;
+        this.#writer.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
+      }
       this.messagesSent++;
       return true;
     }

@@ -211,10 +211,13 @@ export function deflateMessage(payload: Uint8Array, params: DeflateParams): Uint
  * (RSV1 set), or null when it should go out as it is: under the threshold
  * (counted in bytes, text as UTF-8), or not smaller once compressed (random
  * or already compressed data; sending it bigger would only cost the peer).
+ * `encode` builds the frame (a client masks it).
  */
 export function compressedFrame(
   payload: string | Uint8Array,
   params: DeflateParams,
+  encode: (opcode: number, payload: Uint8Array, fin: boolean, rsv: number) => Uint8Array =
+    encodeFrame,
 ): Uint8Array | null {
   const text = typeof payload === "string";
   // A string has at least as many UTF-8 bytes as UTF-16 units, at most 3x.
@@ -223,7 +226,59 @@ export function compressedFrame(
   if (bytes.length < params.threshold) return null;
   const compressed = deflateMessage(bytes, params);
   if (compressed.length >= bytes.length) return null;
-  return encodeFrame(text ? Opcode.Text : Opcode.Binary, compressed, true, 0x40);
+  return encode(text ? Opcode.Text : Opcode.Binary, compressed, true, 0x40);
+}
+
+/**
+ * What a client offers: compression without context takeover either way,
+ * so both ends compress and inflate each message on its own.
+ */
+export const CLIENT_DEFLATE_OFFER =
+  "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/**
+ * Checks a server's answer to {@linkcode CLIENT_DEFLATE_OFFER} (RFC 7692
+ * §7.1): permessage-deflate with server_no_context_takeover (the client
+ * keeps no window, so it cannot follow a server that does), known
+ * parameters only. Returns the client's sending parameters, or why the
+ * connection must fail.
+ */
+export function acceptDeflateResponse(
+  value: string,
+  options: PerMessageDeflateOptions,
+): DeflateParams | { error: string } {
+  const offers = splitOutsideQuotes(value, ",");
+  if (offers.length !== 1) return { error: "the server accepted more than one extension" };
+  const [name, ...params] = splitOutsideQuotes(offers[0], ";");
+  if (name.toLowerCase() !== EXTENSION) {
+    return { error: `the server accepted ${name}, not offered` };
+  }
+  let serverNoTakeover = false;
+  let windowBitsLimit = 15;
+  const seen = new Set<string>();
+  for (const param of params.filter((param) => param !== "")) {
+    const equals = param.indexOf("=");
+    const key = (equals < 0 ? param : param.slice(0, equals)).trim().toLowerCase();
+    const raw: string | true = equals < 0 ? true : param.slice(equals + 1).trim();
+    if (seen.has(key)) return { error: `the server repeated ${key}` };
+    seen.add(key);
+    if (key === "server_no_context_takeover" && raw === true) serverNoTakeover = true;
+    else if (key === "client_no_context_takeover" && raw === true) continue;
+    else if (key === "server_max_window_bits" && raw !== true && windowBits(raw) !== null) continue;
+    else if (key === "client_max_window_bits" && raw !== true && windowBits(raw) !== null) {
+      windowBitsLimit = windowBits(raw)!;
+      // zlib's raw deflate cannot keep to a 256-byte window.
+      if (windowBitsLimit === 8) return { error: "the server asked for an 8-bit client window" };
+    } else return { error: `the server answered an invalid parameter ${param}` };
+  }
+  if (!serverNoTakeover) {
+    return { error: "the server did not agree to server_no_context_takeover" };
+  }
+  return {
+    threshold: options.threshold ?? DEFAULT_THRESHOLD,
+    level: options.level ?? DEFAULT_LEVEL,
+    windowBits: windowBitsLimit,
+  };
 }
 
 /** Why a compressed message could not be inflated: the close code and a message. */

@@ -55,11 +55,13 @@ Deno.test("client handshake: the request, and every response check", () => {
     });
   assert.deepEqual(validateServerResponse({ status: 101, headers: good() }, key, []), {
     protocol: "",
+    extensions: "",
   });
   const withProtocol = good();
   withProtocol.set("sec-websocket-protocol", "v1");
   assert.deepEqual(validateServerResponse({ status: 101, headers: withProtocol }, key, ["v1"]), {
     protocol: "v1",
+    extensions: "",
   });
   const broken: [string, (headers: Headers) => void, number][] = [
     ["a 200", () => {}, 200],
@@ -298,5 +300,67 @@ Deno.test("client: after the closing handshake the server closes TCP first", asy
     assert.equal(finAfterClose, "none", "the client closed TCP before the server");
   } finally {
     raw.close();
+  }
+});
+
+Deno.test("client: permessage-deflate with our server, compressed on the wire both ways", async () => {
+  const h = startServer({ perMessageDeflate: { threshold: 16 } }, {
+    message: (socket, data) => void socket.send(data),
+  });
+  try {
+    const socket = await connect(h.server.url, { perMessageDeflate: { threshold: 16 } });
+    assert.match(socket.extensions, /^permessage-deflate; server_no_context_takeover/);
+    const received = socket[Symbol.asyncIterator]();
+    const big = "compressible text ".repeat(10_000);
+    for (const message of [big, "tiny", new Uint8Array(200_000).fill(9)]) {
+      socket.send(message);
+      assert.deepEqual((await received.next()).value, message);
+    }
+    // ~380 KB of payload crossed the wire in a few KB each way.
+    const metrics = h.server.metrics();
+    assert.ok(metrics.bytesReceived < 20_000, `server read ${metrics.bytesReceived} bytes`);
+    assert.ok(metrics.bytesSent < 20_000, `server wrote ${metrics.bytesSent} bytes`);
+    socket.close();
+    assert.equal((await socket.closed).code, 1000);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("client: permessage-deflate offered to a server without it runs uncompressed", async () => {
+  const h = startServer({}, { message: (socket, data) => void socket.send(data) });
+  try {
+    const socket = await connect(h.server.url, { perMessageDeflate: true });
+    assert.equal(socket.extensions, "");
+    const received = socket[Symbol.asyncIterator]();
+    socket.send("plain ".repeat(1000));
+    assert.equal((await received.next()).value, "plain ".repeat(1000));
+    socket.close();
+    await socket.closed;
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("client: a deflate answer the client cannot follow fails the handshake", async () => {
+  for (
+    const [answer, reason] of [
+      ["permessage-deflate", /server_no_context_takeover/],
+      ["permessage-deflate; server_no_context_takeover; client_max_window_bits=8", /8-bit/],
+      ["x-other", /not offered/],
+    ] as const
+  ) {
+    const raw = rawServer((key) =>
+      accepted(key).replace("\r\n\r\n", `\r\nSec-WebSocket-Extensions: ${answer}\r\n\r\n`)
+    );
+    try {
+      await assert.rejects(
+        connect(`ws://127.0.0.1:${raw.port}/`, { perMessageDeflate: true }),
+        reason,
+      );
+      await raw.served;
+    } finally {
+      raw.close();
+    }
   }
 });

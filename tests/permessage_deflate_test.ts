@@ -10,11 +10,12 @@ import zlib from "node:zlib";
 // A test-only peer, an independent implementation; kept out of deno.json so
 // the published configuration lists no third-party dependency.
 // deno-lint-ignore no-import-prefix
-import WebSocket from "npm:ws@8.18.3";
+import WebSocket, { WebSocketServer } from "npm:ws@8.18.3";
 import { FrameParser } from "../src/frame_parser.ts";
 import { Opcode } from "../src/frame.ts";
 import { MessageAssembler } from "../src/message.ts";
 import { compressedFrame, inflateMessage, negotiateDeflate } from "../src/permessage_deflate.ts";
+import { connect } from "../src/client.ts";
 import {
   assertSameBytes,
   clientFrame,
@@ -393,5 +394,35 @@ Deno.test("live: extra headers from the upgrade hook may not repeat the handshak
     );
   } finally {
     await h.server.shutdown();
+  }
+});
+
+Deno.test("live: our client with permessage-deflate against npm ws's server", async () => {
+  const wss = new WebSocketServer({
+    port: 0,
+    host: "127.0.0.1",
+    perMessageDeflate: { threshold: 0 },
+  });
+  await new Promise((resolve) => wss.once("listening", resolve));
+  wss.on("connection", (ws: WebSocket) => {
+    ws.on("message", (data: Uint8Array, isBinary: boolean) => ws.send(data, { binary: isBinary }));
+  });
+  try {
+    const { port } = wss.address() as { port: number };
+    const socket = await connect(`ws://127.0.0.1:${port}/`, {
+      perMessageDeflate: { threshold: 0 },
+    });
+    assert.match(socket.extensions, /^permessage-deflate/, "ws agreed to compress");
+    const received = socket[Symbol.asyncIterator]();
+    for (const message of ["hello", "x".repeat(100_000), pattern(70_000, 5)]) {
+      socket.send(message);
+      const got = (await received.next()).value;
+      if (typeof message === "string") assert.equal(got, message);
+      else assertSameBytes(got as Uint8Array, message);
+    }
+    socket.close();
+    assert.equal((await socket.closed).code, 1000);
+  } finally {
+    await new Promise((resolve) => wss.close(resolve));
   }
 });
