@@ -465,14 +465,19 @@ export async function runCli(args: readonly string[], io: CliIo = {}): Promise<n
  * connection is closed with 1000. Exit 0 after a clean close, 1 otherwise.
  */
 async function runConnect(
-  { url, protocols, wait }: { url: string; protocols: string[]; wait: number },
+  { url, protocols, wait, deflate }: {
+    url: string;
+    protocols: string[];
+    wait: number;
+    deflate: boolean;
+  },
   io: CliIo,
   out: (line: string) => void,
   err: (line: string) => void,
 ): Promise<number> {
   let socket: ClientWebSocket;
   try {
-    socket = await connect(url, { protocols });
+    socket = await connect(url, { protocols, perMessageDeflate: deflate });
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) {
       err(`tsunagu: ${permissionError(error, "--allow-net").message}`);
@@ -481,7 +486,11 @@ async function runConnect(
     err(`tsunagu: cannot connect to ${url}: ${(error as Error).message}`);
     return 1;
   }
-  err(`connected to ${url}${socket.protocol ? ` (subprotocol ${socket.protocol})` : ""}`);
+  const agreed = [
+    socket.protocol ? `subprotocol ${socket.protocol}` : "",
+    socket.extensions ? socket.extensions.split(";")[0] : "",
+  ].filter(Boolean).join(", ");
+  err(`connected to ${url}${agreed ? ` (${agreed})` : ""}`);
   let lastHeard = Date.now();
   const printing = (async () => {
     for await (const message of socket) {

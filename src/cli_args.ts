@@ -98,7 +98,7 @@ export type CliCommand =
   | { command: "help"; topic: HelpTopic }
   | { command: "version" }
   | { command: "serve"; config: ServeConfig }
-  | { command: "connect"; url: string; protocols: string[]; wait: number }
+  | { command: "connect"; url: string; protocols: string[]; wait: number; deflate: boolean }
   | { command: "load"; options: LoadOptions };
 
 /**
@@ -540,6 +540,7 @@ function parseConnect(args: readonly string[]): CliCommand | CliError {
   let url: string | undefined;
   const protocols: string[] = [];
   let wait = 1000;
+  let deflate = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--help" || arg === "-h") return { command: "help", topic: "main" };
@@ -548,6 +549,8 @@ function parseConnect(args: readonly string[]): CliCommand | CliError {
       const value = inline ?? args[++i];
       if (value === undefined || value === "") return fail("missing value for --protocol", "main");
       protocols.push(value);
+    } else if (flag === "--deflate") {
+      deflate = true;
     } else if (flag === "--wait") {
       const value = parseDuration(inline ?? args[++i] ?? "");
       if (value === null) {
@@ -562,7 +565,8 @@ function parseConnect(args: readonly string[]): CliCommand | CliError {
       return fail(`unexpected argument ${JSON.stringify(arg)} (one URL only)`, "main");
     }
   }
-  return wsUrlProblem(url, "connect") ?? { command: "connect", url: url!, protocols, wait };
+  return wsUrlProblem(url, "connect") ??
+    { command: "connect", url: url!, protocols, wait, deflate };
 }
 
 /** `tsunagu load URL [--clients N] [--duration D] [--size S] [--binary]`. */
@@ -663,12 +667,13 @@ ${flags}
 Usage:
   tsunagu serve [flags]     start a WebSocket server
   tsunagu serve --help      show the flags of serve only
-  tsunagu connect URL [--protocol P]... [--wait DURATION]
+  tsunagu connect URL [--protocol P]... [--wait DURATION] [--deflate]
                             connect as a client: each line of stdin is sent
                             as a text message, each message received is
                             printed (binary as <binary N bytes>); at the end
                             of stdin, close once the server has been quiet
-                            for --wait (default 1s)
+                            for --wait (default 1s); --deflate offers
+                            compression
   tsunagu load URL [--clients N] [--duration D] [--size S] [--binary]
                             load an echo endpoint: N clients (default 10)
                             send S-byte messages (default 32) for D

@@ -864,6 +864,7 @@ Deno.test("cli args: connect takes a ws URL, subprotocols and a wait", () => {
     url: "ws://127.0.0.1:9000/chat",
     protocols: [],
     wait: 1000,
+    deflate: false,
   });
   assert.deepEqual(
     parseCliArgs([
@@ -873,8 +874,15 @@ Deno.test("cli args: connect takes a ws URL, subprotocols and a wait", () => {
       "wss://example.com/",
       "--protocol=v1",
       "--wait=3s",
+      "--deflate",
     ]),
-    { command: "connect", url: "wss://example.com/", protocols: ["v2", "v1"], wait: 3000 },
+    {
+      command: "connect",
+      url: "wss://example.com/",
+      protocols: ["v2", "v1"],
+      wait: 3000,
+      deflate: true,
+    },
   );
   for (
     const [args, message] of [
@@ -890,7 +898,7 @@ Deno.test("cli args: connect takes a ws URL, subprotocols and a wait", () => {
 });
 
 Deno.test("cli connect: stdin lines go out, replies come back on stdout, exit 0", async () => {
-  const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+  const server = serve({ port: 0, hostname: "127.0.0.1", perMessageDeflate: { threshold: 0 } }, {
     message: (socket, data) => void socket.send(typeof data === "string" ? `echo ${data}` : data),
   });
   try {
@@ -903,6 +911,7 @@ Deno.test("cli connect: stdin lines go out, replies come back on stdout, exit 0"
         `${server.url}/room`,
         "--wait",
         "300ms",
+        "--deflate",
       ],
       cwd: ROOT,
       stdin: "piped",
@@ -920,7 +929,7 @@ Deno.test("cli connect: stdin lines go out, replies come back on stdout, exit 0"
       "echo two",
       "echo three",
     ]);
-    assert.match(errors, /connected to ws:\/\/127\.0\.0\.1:\d+\/room/);
+    assert.match(errors, /connected to ws:\/\/127\.0\.0\.1:\d+\/room \(permessage-deflate\)/);
     assert.match(errors, /closed 1000/);
   } finally {
     await server.shutdown();
