@@ -67,7 +67,9 @@ export interface ServeOptions {
   handshakeTimeout?: number;
   /**
    * Milliseconds without any frame from the peer (data, ping or pong) after
-   * which the connection is closed with 1001. 0 disables. Default 120 000.
+   * which the connection is closed with 1001. A plain HTTP response whose
+   * writes make no progress for this long is dropped too. 0 disables.
+   * Default 120 000.
    */
   idleTimeout?: number;
   /** Milliseconds between heartbeat pings. 0 disables. Default 30 000. */
