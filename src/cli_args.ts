@@ -535,49 +535,68 @@ function wsUrlProblem(url: string | undefined, command: string): CliError | null
   return null;
 }
 
-/** `tsunagu connect URL [--protocol P]… [--wait D]`. */
-function parseConnect(args: readonly string[]): CliCommand | CliError {
+/**
+ * Handles one flag of a client command: true when taken, false when
+ * unknown, or the error for a bad value. `value()` takes the flag's value
+ * (inline after `=`, or the next argument).
+ */
+type FlagHandler = (flag: string, value: () => string) => boolean | CliError;
+
+/** Walks `tsunagu <command> URL [flags]`: one ws(s) URL, flags through `handle`. */
+function parseUrlCommand(
+  args: readonly string[],
+  command: string,
+  handle: FlagHandler,
+): { url: string } | CliCommand | CliError {
   let url: string | undefined;
-  const protocols: string[] = [];
-  let wait = 1000;
-  let deflate = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--help" || arg === "-h") return { command: "help", topic: "main" };
     const [flag, inline] = splitFlag(arg);
-    if (flag === "--protocol") {
-      const value = inline ?? args[++i];
-      if (value === undefined || value === "") return fail("missing value for --protocol", "main");
-      protocols.push(value);
-    } else if (flag === "--deflate") {
-      deflate = true;
-    } else if (flag === "--wait") {
-      const value = parseDuration(inline ?? args[++i] ?? "");
-      if (value === null) {
-        return fail("invalid value for --wait: expected a duration such as 2s", "main");
-      }
-      wait = value;
-    } else if (flag.startsWith("-")) {
-      return fail(`unknown flag ${flag} for connect`, "main");
+    if (flag.startsWith("-")) {
+      const handled = handle(flag, () => inline ?? args[++i] ?? "");
+      if (handled === false) return fail(`unknown flag ${flag} for ${command}`, "main");
+      if (handled !== true) return handled;
     } else if (url === undefined) {
       url = arg;
     } else {
       return fail(`unexpected argument ${JSON.stringify(arg)} (one URL only)`, "main");
     }
   }
-  return wsUrlProblem(url, "connect") ??
-    { command: "connect", url: url!, protocols, wait, deflate };
+  return wsUrlProblem(url, command) ?? { url: url! };
+}
+
+/** `tsunagu connect URL [--protocol P]… [--wait D] [--deflate]`. */
+function parseConnect(args: readonly string[]): CliCommand | CliError {
+  const protocols: string[] = [];
+  let wait = 1000;
+  let deflate = false;
+  const parsed = parseUrlCommand(args, "connect", (flag, value) => {
+    if (flag === "--protocol") {
+      const protocol = value();
+      if (protocol === "") return fail("missing value for --protocol", "main");
+      protocols.push(protocol);
+    } else if (flag === "--deflate") {
+      deflate = true;
+    } else if (flag === "--wait") {
+      const duration = parseDuration(value());
+      if (duration === null) {
+        return fail("invalid value for --wait: expected a duration such as 2s", "main");
+      }
+      wait = duration;
+    } else {
+      return false;
+    }
+    return true;
+  });
+  if (!("url" in parsed)) return parsed;
+  return { command: "connect", url: parsed.url, protocols, wait, deflate };
 }
 
 /** `tsunagu load URL [--clients N] [--duration D] [--size S] [--binary]`. */
 function parseLoad(args: readonly string[]): CliCommand | CliError {
-  let url: string | undefined;
   const options = { clients: 10, duration: 5000, size: 32, binary: false };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--help" || arg === "-h") return { command: "help", topic: "main" };
-    const [flag, inline] = splitFlag(arg);
-    const value = () => inline ?? args[++i] ?? "";
+  const parsed = parseUrlCommand(args, "load", (flag, value) => {
     if (flag === "--clients") {
       const clients = Number(value());
       if (!Number.isInteger(clients) || clients < 1 || clients > 10_000) {
@@ -598,15 +617,13 @@ function parseLoad(args: readonly string[]): CliCommand | CliError {
       options.size = size;
     } else if (flag === "--binary") {
       options.binary = true;
-    } else if (flag.startsWith("-")) {
-      return fail(`unknown flag ${flag} for load`, "main");
-    } else if (url === undefined) {
-      url = arg;
     } else {
-      return fail(`unexpected argument ${JSON.stringify(arg)} (one URL only)`, "main");
+      return false;
     }
-  }
-  return wsUrlProblem(url, "load") ?? { command: "load", options: { url: url!, ...options } };
+    return true;
+  });
+  if (!("url" in parsed)) return parsed;
+  return { command: "load", options: { url: parsed.url, ...options } };
 }
 
 const HELP_INDENT = 32;

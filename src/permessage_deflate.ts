@@ -197,7 +197,7 @@ const TAIL = Uint8Array.of(0x00, 0x00, 0xff, 0xff);
  * Compresses one message's payload (RFC 7692 §7.2.1): a raw deflate stream,
  * sync-flushed, without its final `00 00 ff ff`.
  */
-export function deflateMessage(payload: Uint8Array, params: DeflateParams): Uint8Array {
+function deflateMessage(payload: Uint8Array, params: DeflateParams): Uint8Array {
   const out = zlib.deflateRawSync(payload, {
     level: params.level,
     windowBits: params.windowBits,

@@ -24,9 +24,9 @@ function encodePlain(payload: string | Uint8Array): Uint8Array {
 export class SharedMessage {
   #payload: string | Uint8Array;
   #plain: Uint8Array | null = null;
-  // Compressed frames by "windowBits/level": clients may ask for a smaller
+  // Compressed frames by window bits and level: clients may ask for a smaller
   // window (server_max_window_bits), so one server can need more than one.
-  #compressed: Map<string, Uint8Array | null> | null = null;
+  #compressed: Map<number, Uint8Array | null> | null = null;
 
   constructor(data: SendData) {
     this.#payload = toPayload(data);
@@ -38,7 +38,8 @@ export class SharedMessage {
     if (deflate === null || payload.length * 3 < deflate.threshold) {
       return this.#plain ??= encodePlain(payload);
     }
-    const key = `${deflate.windowBits}/${deflate.level}`;
+    // A number, not a string: no allocation per subscriber.
+    const key = deflate.windowBits * 16 + deflate.level;
     const compressed = this.#compressed ??= new Map();
     let frame = compressed.get(key);
     if (frame === undefined) {
