@@ -22,38 +22,41 @@
  * @module
  */
 
-export { serve, Server, type ShutdownOptions } from "./src/server.ts";
+export { serve, Server, type ShutdownOptions } from "./src/server/server.ts";
 export {
   type BinaryType,
   type CloseInfo,
   ReadyState,
   type SendData,
-  ServerWebSocket,
+  Socket,
+  /** The same class as {@linkcode Socket}, under the name it had before clients existed. */
+  Socket as ServerWebSocket,
   type SocketEventHandler,
-} from "./src/socket.ts";
+} from "./src/connection/socket.ts";
+export { type ConnectionOptions, type SocketHandlers } from "./src/connection/options.ts";
 export type {
   Handlers,
   RequestInfo,
   ServeOptions,
   UpgradeAccept,
   UpgradeInfo,
-} from "./src/options.ts";
-export type { ReadMode } from "./src/byte_reader.ts";
-export { type ClientWebSocket, connect, type ConnectOptions } from "./src/client.ts";
+} from "./src/server/options.ts";
+export type { ReadMode } from "./src/connection/byte_reader.ts";
+export { type ClientWebSocket, connect, type ConnectOptions } from "./src/client/client.ts";
 export {
   createClientKey,
   encodeClientRequest,
   parseResponseHead,
   type ResponseHead,
   validateServerResponse,
-} from "./src/client_handshake.ts";
-export { formatPrometheus, type ServerMetrics } from "./src/metrics.ts";
+} from "./src/protocol/client_handshake.ts";
+export { formatPrometheus, type ServerMetrics } from "./src/server/metrics.ts";
 export {
   type DeflateAgreement,
   type DeflateParams,
   negotiateDeflate,
   type PerMessageDeflateOptions,
-} from "./src/permessage_deflate.ts";
+} from "./src/protocol/permessage_deflate.ts";
 export {
   CloseCode,
   type ClosePayload,
@@ -65,15 +68,19 @@ export {
   encodeTextFrame,
   isValidCloseCode,
   Opcode,
-} from "./src/frame.ts";
-export { unmask } from "./src/mask.ts";
-export { type FrameHandler, FrameParser, type FrameParserOptions } from "./src/frame_parser.ts";
+} from "./src/protocol/frame.ts";
+export { unmask } from "./src/protocol/mask.ts";
+export {
+  type FrameHandler,
+  FrameParser,
+  type FrameParserOptions,
+} from "./src/protocol/frame_parser.ts";
 export {
   type AssemblyBudget,
   MessageAssembler,
   type MessageAssemblerOptions,
   type MessageHandler,
-} from "./src/message.ts";
+} from "./src/protocol/message.ts";
 export {
   acceptKey,
   encodeRejection,
@@ -85,4 +92,4 @@ export {
   type SwitchingProtocolsOptions,
   type UpgradeRequest,
   validateUpgrade,
-} from "./src/handshake.ts";
+} from "./src/protocol/handshake.ts";

@@ -12,8 +12,8 @@ import {
   encodeTextFrameShared,
   Opcode,
   slabText,
-} from "../src/frame.ts";
-import { type FrameHandler, FrameParser } from "../src/frame_parser.ts";
+} from "../src/protocol/frame.ts";
+import { type FrameHandler, FrameParser } from "../src/protocol/frame_parser.ts";
 
 const FRAMES = 100;
 

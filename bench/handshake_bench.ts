@@ -12,7 +12,7 @@ import {
   findHeadEnd,
   parseRequestHead,
   validateUpgrade,
-} from "../src/handshake.ts";
+} from "../src/protocol/handshake.ts";
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -6,7 +6,7 @@
  *   deno bench -A bench/mask_bench.ts
  */
 
-import { unmask, unmaskWord } from "../src/mask.ts";
+import { unmask, unmaskWord } from "../src/protocol/mask.ts";
 
 const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 

@@ -5,9 +5,9 @@
  *   deno bench -A bench/utf8_bench.ts
  */
 
-import { Opcode } from "../src/frame.ts";
-import { MessageAssembler, type MessageHandler } from "../src/message.ts";
-import { decodeUtf8Short } from "../src/utf8.ts";
+import { Opcode } from "../src/protocol/frame.ts";
+import { MessageAssembler, type MessageHandler } from "../src/protocol/message.ts";
+import { decodeUtf8Short } from "../src/protocol/utf8.ts";
 
 const encoder = new TextEncoder();
 const fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

@@ -11,14 +11,14 @@
  *
  * Wire format: clients send JSON `{ "name": string, "text": string }`; the
  * server sends everyone in the room `{ "name", "text", "time" }`. The page and
- * the message check live in `src/chat.ts`, shared with `tsunagu serve --mode
+ * the message check live in `src/cli/chat.ts`, shared with `tsunagu serve --mode
  * chat`.
  *
  * @module
  */
 
 import { serve } from "../../mod.ts";
-import { CHAT_PAGE_HTML as page, parseChatMessage } from "../../src/chat.ts";
+import { CHAT_PAGE_HTML as page, parseChatMessage } from "../../src/cli/chat.ts";
 
 const ECHO_PATH = "/echo";
 

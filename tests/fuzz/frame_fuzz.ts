@@ -19,8 +19,8 @@
  * @module
  */
 
-import { FrameParser } from "../../src/frame_parser.ts";
-import { MessageAssembler } from "../../src/message.ts";
+import { FrameParser } from "../../src/protocol/frame_parser.ts";
+import { MessageAssembler } from "../../src/protocol/message.ts";
 import {
   clientFrame,
   type ClientFrameOptions,

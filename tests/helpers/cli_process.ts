@@ -40,7 +40,7 @@ export async function runToEnd(
   }
 }
 
-/** Runs `deno run <flags> src/cli.ts <args>` to its end. */
+/** Runs `deno run <flags> src/cli/main.ts <args>` to its end. */
 export function runCliProcess(args: string[], flags: string[]): Promise<Finished> {
-  return runToEnd(Deno.execPath(), ["run", ...flags, "src/cli.ts", ...args]);
+  return runToEnd(Deno.execPath(), ["run", ...flags, "src/cli/main.ts", ...args]);
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { MessageHandler } from "../../src/message.ts";
+import type { MessageHandler } from "../../src/protocol/message.ts";
 
 /** The masking key used when a test does not choose one: the RFC 6455 §5.7 example key. */
 export const DEFAULT_MASK_KEY: Uint8Array = Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);

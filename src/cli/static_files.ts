@@ -1,0 +1,195 @@
+/**
+ * Safe static file serving for `tsunagu serve --static DIR`.
+ *
+ * A request path is split on `/` and each segment percent-decoded on its own,
+ * so an encoded `..` (`%2e%2e`) or an encoded separator (`%2f`, `%5c`) can
+ * never climb out of the root: such segments get 403. Dotfiles (`.env`,
+ * `.git/…`) are not served (404). After that the path is resolved with
+ * `realPath`, so a symbolic link that leads out of the root gets 403 too.
+ * Only regular files are read (no devices or FIFOs); a directory is served
+ * through its `index.html`, and there are no directory listings.
+ *
+ * @module
+ */
+
+import { join, sep } from "node:path";
+
+const TEXT = "charset=utf-8";
+
+/** Content types by lower-case file extension. */
+const CONTENT_TYPES: Record<string, string> = {
+  html: `text/html; ${TEXT}`,
+  htm: `text/html; ${TEXT}`,
+  css: `text/css; ${TEXT}`,
+  js: `text/javascript; ${TEXT}`,
+  mjs: `text/javascript; ${TEXT}`,
+  json: `application/json; ${TEXT}`,
+  map: `application/json; ${TEXT}`,
+  webmanifest: `application/manifest+json; ${TEXT}`,
+  txt: `text/plain; ${TEXT}`,
+  md: `text/markdown; ${TEXT}`,
+  csv: `text/csv; ${TEXT}`,
+  xml: `application/xml; ${TEXT}`,
+  svg: "image/svg+xml",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  webp: "image/webp",
+  avif: "image/avif",
+  ico: "image/x-icon",
+  wasm: "application/wasm",
+  pdf: "application/pdf",
+  zip: "application/zip",
+  gz: "application/gzip",
+  woff: "font/woff",
+  woff2: "font/woff2",
+  ttf: "font/ttf",
+  otf: "font/otf",
+  mp3: "audio/mpeg",
+  ogg: "audio/ogg",
+  wav: "audio/wav",
+  mp4: "video/mp4",
+  webm: "video/webm",
+};
+
+/**
+ * The `Content-Type` for a file name, by its extension;
+ * `application/octet-stream` when unknown.
+ *
+ * @example
+ * ```ts
+ * import { contentType } from "./static_files.ts";
+ * console.log(contentType("app.js")); // text/javascript; charset=utf-8
+ * console.log(contentType("data.bin")); // application/octet-stream
+ * ```
+ */
+export function contentType(name: string): string {
+  const dot = name.lastIndexOf(".");
+  if (dot < 0) return "application/octet-stream";
+  return CONTENT_TYPES[name.slice(dot + 1).toLowerCase()] ?? "application/octet-stream";
+}
+
+function plain(status: number, message: string, headers: HeadersInit = {}): Response {
+  return new Response(`${message}\n`, {
+    status,
+    headers: { "content-type": `text/plain; ${TEXT}`, ...headers },
+  });
+}
+
+const notFound = () => plain(404, "not found");
+const forbidden = () => plain(403, "forbidden");
+
+/** Maps a file-system error to a response: 403 for permissions, 404 otherwise. */
+function fromError(error: unknown): Response {
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return forbidden();
+  }
+  return notFound();
+}
+
+/** A request path split into decoded segments, or the response refusing it. */
+function decodeSegments(pathname: string): string[] | Response {
+  const segments: string[] = [];
+  for (const raw of pathname.split("/")) {
+    if (raw === "") continue;
+    let segment: string;
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      return plain(400, "bad request path");
+    }
+    if (
+      segment === "." || segment === ".." || /[/\\\0]/.test(segment) ||
+      (Deno.build.os === "windows" && segment.includes(":"))
+    ) {
+      return forbidden();
+    }
+    if (segment.startsWith(".")) return notFound();
+    segments.push(segment);
+  }
+  return segments;
+}
+
+/**
+ * Serves the files under one directory. Create it with
+ * {@linkcode createStaticHandler}, which checks the directory first.
+ */
+export type StaticHandler = (request: Request) => Promise<Response>;
+
+/**
+ * Checks that `root` is a readable directory and returns a handler serving
+ * the files under it to GET and HEAD requests (405 otherwise).
+ *
+ * @throws {Deno.errors.NotFound} when `root` does not exist.
+ * @throws {Deno.errors.NotADirectory} when `root` is not a directory.
+ * @throws {Deno.errors.NotCapable} without read permission for `root`.
+ *
+ * @example
+ * ```ts ignore
+ * import { createStaticHandler } from "./static_files.ts";
+ * const files = await createStaticHandler("../public");
+ * const response = await files(new Request("http://localhost/index.html"));
+ * console.log(response.status, response.headers.get("content-type"));
+ * ```
+ */
+export async function createStaticHandler(root: string): Promise<StaticHandler> {
+  const rootReal = await Deno.realPath(root);
+  if (!(await Deno.stat(rootReal)).isDirectory) {
+    throw new Deno.errors.NotADirectory(`not a directory: ${root}`);
+  }
+  const prefix = rootReal.endsWith(sep) ? rootReal : rootReal + sep;
+  const inside = (path: string) => path === rootReal || path.startsWith(prefix);
+
+  return async (request: Request): Promise<Response> => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return plain(405, "method not allowed", { allow: "GET, HEAD" });
+    }
+    const url = new URL(request.url);
+    const segments = decodeSegments(url.pathname);
+    if (segments instanceof Response) return segments;
+    try {
+      let real = await Deno.realPath(join(rootReal, ...segments));
+      if (!inside(real)) return forbidden();
+      let info = await Deno.stat(real);
+      if (info.isDirectory) {
+        if (!url.pathname.endsWith("/")) {
+          // Relative links in the index need the trailing slash. The location
+          // is rebuilt from the checked segments: never `//host` (open redirect).
+          const location = `/${segments.map(encodeURIComponent).join("/")}/${url.search}`;
+          return new Response(null, { status: 301, headers: { location } });
+        }
+        real = await Deno.realPath(join(real, "index.html"));
+        if (!inside(real)) return forbidden();
+        info = await Deno.stat(real);
+      }
+      // Checked before opening: opening a FIFO would wait for a writer.
+      if (!info.isFile) return notFound();
+      const headers = (size: number, mtime: Date | null) => ({
+        "content-length": String(size),
+        "content-type": contentType(real),
+        "x-content-type-options": "nosniff",
+        ...(mtime ? { "last-modified": mtime.toUTCString() } : {}),
+      });
+      // HEAD: the length GET would send, without opening the file.
+      if (request.method === "HEAD") {
+        return new Response(null, { headers: headers(info.size, info.mtime) });
+      }
+      // Streamed, not read whole: a large file costs a read buffer, not its
+      // size. The length comes from the open file, so it matches what is read
+      // even if the path was replaced meanwhile.
+      const file = await Deno.open(real);
+      const opened = await file.stat().catch((error) => {
+        file.close();
+        throw error;
+      });
+      if (!opened.isFile) {
+        file.close();
+        return notFound();
+      }
+      return new Response(file.readable, { headers: headers(opened.size, opened.mtime) });
+    } catch (error) {
+      return fromError(error);
+    }
+  };
+}

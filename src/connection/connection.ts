@@ -1,0 +1,669 @@
+/**
+ * One upgraded connection: the reader loop, the writer, the closing
+ * handshake and heartbeat state. This is where bytes meet the pure protocol
+ * layers (frame parser, message assembler) and where application handlers
+ * are called.
+ *
+ * @module
+ */
+
+import type { ByteReader } from "./byte_reader.ts";
+import {
+  CloseCode,
+  encodeClosePayload,
+  encodeFrame,
+  encodeMaskedFrame,
+  MAX_CLOSE_REASON_BYTES,
+  MAX_CONTROL_PAYLOAD,
+  Opcode,
+} from "../protocol/frame.ts";
+import { FrameParser } from "../protocol/frame_parser.ts";
+import {
+  compressedFrame,
+  type DeflateParams,
+  inflateMessage,
+} from "../protocol/permessage_deflate.ts";
+import { SharedMessage } from "./shared_message.ts";
+import { FrameWriter } from "./frame_writer.ts";
+import { type AssemblyBudget, MessageAssembler, type MessageHandler } from "../protocol/message.ts";
+import type { ResolvedConnectionOptions, SocketHandlers } from "./options.ts";
+import {
+  type CloseInfo,
+  ReadyState,
+  type SendData,
+  Socket,
+  type SocketTransport,
+  toPayload,
+} from "./socket.ts";
+import type { SocketEvents } from "./socket_events.ts";
+
+/** What a connection needs from the server (or client) that owns it. */
+export interface ConnectionHost<T> {
+  readonly options: ResolvedConnectionOptions;
+  readonly handlers: SocketHandlers<T>;
+  /** A coarse clock (ms), refreshed by the server's housekeeping timer. */
+  readonly now: number;
+  /** Bytes all connections together may allocate for messages on their headers' word. */
+  readonly assemblyBudget?: AssemblyBudget;
+  /** The connection has finished; forget it. */
+  connectionClosed(connection: Connection<T>): void;
+  /** The application has been told the connection closed with `code` (TCP may still be draining). */
+  socketClosed(connection: Connection<T>, code: number): void;
+  /** Adds or removes a topic subscription. */
+  setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void;
+  /** Publishes a message to a topic's subscribers except `except`. */
+  publishFrame(topic: string, message: SharedMessage, except: Connection<T> | null): number;
+  /** Reports an application error. */
+  reportError(error: unknown, socket?: Socket<T>): void;
+}
+
+/** Everything a connection is born with, from the handshake. */
+export interface ConnectionInit<T> {
+  conn: Deno.Conn;
+  reader: ByteReader;
+  url: string;
+  protocol: string;
+  headers: Headers | (() => Headers);
+  data: T;
+  /** The negotiated permessage-deflate parameters; null without compression. */
+  deflate?: DeflateParams | null;
+  /** The extensions as answered in the 101 (`Sec-WebSocket-Extensions`), or `""`. */
+  extensions?: string;
+  /**
+   * Which end this is. A client masks every frame it sends and expects
+   * unmasked frames (RFC 6455 §5.1). Default `"server"`.
+   */
+  role?: "server" | "client";
+}
+
+const textEncoder = new TextEncoder();
+
+// Payload still to come of at least this many bytes is read straight into
+// its message's buffer. Below it, an ordinary read (which may also bring the
+// next frames) is cheaper than a read of its own, and the copy is small.
+const DIRECT_READ_MIN = 16 * 1024;
+
+// The largest read on a connection that negotiated permessage-deflate: 16 KiB
+// of deflate data inflates to at most ~16 MiB (deflate's ratio is at most
+// about 1032:1), some 20 ms of CPU.
+const DEFLATE_READ_MAX = 16 * 1024;
+
+function truncateReason(reason: string): string {
+  let bytes = textEncoder.encode(reason);
+  if (bytes.length <= MAX_CLOSE_REASON_BYTES) return reason;
+  // Cut at a character boundary so the reason stays valid UTF-8.
+  bytes = bytes.subarray(0, MAX_CLOSE_REASON_BYTES);
+  return new TextDecoder().decode(bytes).replace(/\uFFFD$/, "");
+}
+
+/** One WebSocket connection after a successful upgrade. */
+export class Connection<T> implements MessageHandler, SocketTransport {
+  /** The application's view of this connection. */
+  readonly socket: Socket<T>;
+  /** Where events go once the socket has asked for them (listeners, iterators, `closed`). */
+  events: SocketEvents | null = null;
+  /** How the connection ended, as the application was told; null while it is open. */
+  closeInfo: CloseInfo | null = null;
+  readyState: number = ReadyState.OPEN;
+  readonly url: string;
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly remoteAddr: Deno.NetAddr;
+
+  /** Data messages delivered to the application (metrics). */
+  messagesReceived = 0;
+  /** Data messages accepted for sending (metrics). */
+  messagesSent = 0;
+  /** Bytes read from the socket since the upgrade (metrics). */
+  bytesReceived = 0;
+
+  /** Host clock time of the last frame received (for the idle timeout). */
+  lastReceived: number;
+  /** Host clock time of the last heartbeat ping queued, outstanding or not. */
+  lastPing: number;
+  /** When a close we sent must be answered by (host clock); 0 when not closing. */
+  closeDeadline = 0;
+
+  #host: ConnectionHost<T>;
+  #conn: Deno.Conn;
+  #reader: ByteReader;
+  #writer: FrameWriter;
+  #parser: FrameParser;
+  #assembler: MessageAssembler;
+  #headers: Headers | (() => Headers);
+  #topics: Set<string> | null = null;
+  #deflate: DeflateParams | null;
+  #client: boolean;
+  #closeSent = false;
+  #finishing = false;
+  #finished = false;
+  #closeReceived: { code: number; reason: string } | null = null;
+  // Heartbeat: whether a ping awaits its pong; where it ends in the writer's
+  // byte stream while it still waits behind queued data (0 once written);
+  // how far the writer had got at the last look; and the time the pong
+  // deadline counts from (see #pongDue).
+  #pingOutstanding = false;
+  #pingEnd = 0;
+  #pingProgress = 0;
+  #pongClock = 0;
+  /**
+   * Set when we failed the connection (protocol error, slow consumer,
+   * handler error): the application hears this code however TCP ends
+   * afterwards, even when the peer never reads our close frame and the
+   * close deadline cuts it off.
+   */
+  #failure: { code: number; reason: string } | null = null;
+  /** How the application will be told the connection ended, once TCP is done. */
+  #outcome: CloseInfo | null = null;
+  /** The read loop is over (peer EOF, error, or its close frame read): nothing more will be read. */
+  #readingStopped = false;
+  /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
+  #lingering = false;
+
+  constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
+    this.#host = host;
+    this.#conn = init.conn;
+    this.#reader = init.reader;
+    this.url = init.url;
+    this.protocol = init.protocol;
+    this.extensions = init.extensions ?? "";
+    this.#headers = init.headers;
+    this.remoteAddr = init.conn.remoteAddr as Deno.NetAddr;
+    this.lastReceived = this.lastPing = host.now;
+    // The writer reports failure to this.writeFailed: no closure per connection.
+    this.#writer = new FrameWriter(init.conn, this);
+    const deflate = this.#deflate = init.deflate ?? null;
+    this.#client = init.role === "client";
+    // Compressed input can cost ~1000x its size to inflate (up to maxPayload
+    // per message): small reads bound the work one read can cause, and every
+    // other connection gets its turn between reads.
+    if (deflate !== null) init.reader.capSize(DEFLATE_READ_MAX);
+    this.#assembler = new MessageAssembler(this, {
+      maxPayload: host.options.maxPayload,
+      budget: host.assemblyBudget,
+      inflate: deflate === null ? undefined : inflateMessage,
+    });
+    this.#parser = new FrameParser(this.#assembler, {
+      expectMasked: !this.#client,
+      // permessage-deflate marks compressed messages with RSV1.
+      allowedRsv: deflate === null ? 0 : 0x40,
+    });
+    this.socket = new Socket<T>(this, init.data);
+  }
+
+  /** The upgrade request's headers (built on first use). */
+  get headers(): Headers {
+    if (typeof this.#headers === "function") this.#headers = this.#headers();
+    return this.#headers;
+  }
+
+  /** The writer failed (the peer went away): drop the connection. */
+  writeFailed(_error: unknown): void {
+    this.#finish(CloseCode.Abnormal, "", false);
+  }
+
+  /** Bytes written to the socket (metrics). */
+  get bytesSent(): number {
+    return this.#writer.writtenBytes;
+  }
+
+  /** Bytes queued and not yet written. */
+  get bufferedAmount(): number {
+    return this.#writer.bufferedAmount;
+  }
+
+  /** Runs the connection: calls `open`, then reads until the connection ends. */
+  run(): Promise<void> {
+    this.#callHandler(this.#host.handlers.open, this.socket);
+    // Not async: returning the loop's promise keeps one suspended async
+    // frame per open connection instead of two (idle memory).
+    return this.#readLoop();
+  }
+
+  async #readLoop(): Promise<void> {
+    const reader = this.#reader;
+    try {
+      // Bytes that arrived together with the request head are frames already.
+      if (reader.filled > 0) {
+        this.bytesReceived += reader.filled;
+        this.#feed();
+      }
+      // After a protocol error or a close frame the parser ignores input, but
+      // reading goes on: closing a socket with unread bytes makes the kernel
+      // send a reset, which can destroy our close frame before the peer reads
+      // it. So we read (and discard) until the peer's EOF or the close deadline.
+      const parser = this.#parser;
+      const direct = reader.canReadInto;
+      while (!this.#finished) {
+        // A long payload still to come is read straight into its message's
+        // buffer, skipping the copy out of the read buffer (large messages).
+        const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
+        if (target !== null) {
+          // The read that brought this payload's start filled the buffer:
+          // the buffer need not grow for the rest.
+          reader.keepSize();
+          const n = await reader.readInto(target);
+          if (n === null || n === 0) break;
+          this.bytesReceived += n;
+          this.lastReceived = this.#host.now;
+          parser.push(target, n);
+          continue;
+        }
+        // Awaits the runtime's read promise itself: one promise hop per read.
+        const n = reader.commit(await reader.readRaw());
+        if (n === 0) break;
+        this.bytesReceived += n;
+        this.#feed();
+        // After the peer's close frame it sends nothing more (RFC 6455
+        // §5.5.1) and TCP closes as soon as our reply is written, so no
+        // further read: a read pending at conn.close() is rejected with an
+        // Interrupted error whose construction (stack trace included) cost
+        // ~7% of CPU per connection in the connect benchmark. A client
+        // reads on until the server's EOF instead: the server closes TCP
+        // first (RFC 6455 §7.1.1), so the client does not hold TIME_WAIT.
+        if (this.#closeReceived !== null && !this.#client) break;
+      }
+    } catch {
+      // A reset or a read on a socket we closed: handled below as a drop.
+    } finally {
+      reader.release();
+    }
+    this.#readingStopped = true;
+    if (this.#finished) return;
+    if (!this.#finishing) {
+      // Dropped without a closing handshake (or while waiting for the peer's
+      // reply to our close).
+      this.#finish(CloseCode.Abnormal, "", false);
+    } else if (this.#lingering) {
+      this.#finishWithOutcome();
+    }
+    // Otherwise our close frame is still being written; #lingerThenFinish ends it.
+  }
+
+  #feed(): void {
+    const reader = this.#reader;
+    this.lastReceived = this.#host.now;
+    // The parser consumes everything (it keeps partial headers itself), so
+    // the buffer is free for the next read as soon as push returns.
+    this.#parser.push(reader.buffer, reader.filled);
+    reader.filled = 0;
+  }
+
+  // ---- MessageHandler: events from the assembler ----
+
+  /** A text message: delivered to the application. */
+  onText(text: string): void {
+    this.#deliver(text);
+  }
+
+  /** A binary message: delivered to the application. */
+  onBinary(data: Uint8Array): void {
+    this.#deliver(data);
+  }
+
+  /** A ping: answered with a pong carrying the same payload, unless we are closing. */
+  onPing(payload: Uint8Array): void {
+    if (this.#closeSent) return;
+    // Pongs are owed, but a peer that floods pings and reads nothing must
+    // not grow the send queue without bound: they obey the same limit as sends.
+    if (this.#overBufferLimit()) return;
+    this.#writer.enqueue(this.#encode(Opcode.Pong, payload));
+  }
+
+  /** A pong: the heartbeat is answered. */
+  onPong(payload: Uint8Array): void {
+    this.#pingOutstanding = false;
+    const handler = this.#host.handlers.pong;
+    if (handler !== undefined) this.#callHandler(handler, this.socket, payload.slice());
+  }
+
+  /** The peer's close frame: echo it, then close TCP once it is written. */
+  onClose(code: number, reason: string): void {
+    this.#closeReceived = { code, reason };
+    this.#parser.stop();
+    if (!this.#closeSent) {
+      // Echo the peer's code (RFC 6455 §5.5.1); an empty close is answered empty.
+      this.#sendClose(code === CloseCode.NoStatus ? CloseCode.NoStatus : code, "");
+    }
+    this.#finishAfterFlush(code, reason, true);
+  }
+
+  /** A protocol violation: fail the connection with its code. */
+  onProtocolError(code: number, message: string): void {
+    this.#parser.stop();
+    this.#fail(code, message);
+  }
+
+  #deliver(data: string | Uint8Array): void {
+    // Messages that arrive after we started closing are dropped, as the
+    // standard WebSocket does in the CLOSING state.
+    if (this.readyState !== ReadyState.OPEN) return;
+    this.messagesReceived++;
+    const handlers = this.#host.handlers;
+    const handler = handlers.message;
+    if (handler !== undefined) {
+      // #callHandler inlined for the per-message path: a direct call instead
+      // of a rest-arguments array and apply() on every message.
+      try {
+        const result = handler.call(handlers, this.socket, data);
+        if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+      } catch (error) {
+        this.handlerFailed(error);
+      }
+    }
+    const events = this.events;
+    if (events !== null) events.message(data);
+  }
+
+  /**
+   * Calls an application handler so that neither a throw nor a rejected
+   * promise can escape: either closes this socket with 1011.
+   */
+  #callHandler<A extends unknown[]>(
+    handler: ((...args: A) => unknown) | undefined,
+    ...args: A
+  ): void {
+    if (handler === undefined) return;
+    try {
+      const result = handler.apply(this.#host.handlers, args);
+      if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+    } catch (error) {
+      this.handlerFailed(error);
+    }
+  }
+
+  /** An application handler or listener failed: report it and close this socket with 1011. */
+  handlerFailed(error: unknown): void {
+    this.#host.reportError(error, this.socket);
+    if (this.readyState !== ReadyState.OPEN) return;
+    // Fail first: an `error` listener that throws in turn then finds the
+    // socket closing and is only reported, not dispatched to again.
+    this.#fail(CloseCode.InternalError, "internal error");
+    this.events?.error(error);
+  }
+
+  // ---- sending ----
+
+  /** Sends a message; see {@linkcode Socket.send}. */
+  send(data: SendData): boolean {
+    const payload = toPayload(data);
+    if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
+    if (this.#client) {
+      const deflate = this.#deflate;
+      const compressed = deflate === null
+        ? null
+        : compressedFrame(payload, deflate, encodeMaskedFrame);
+      if (compressed !== null) {
+        this.#writer.enqueue(compressed);
+      } else {
+        const text = typeof payload === "string";
+        const bytes = text ? textEncoder.encode(payload) : payload;
+        this.#writer.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
+      }
+      this.messagesSent++;
+      return true;
+    }
+    const deflate = this.#deflate;
+    const compressed = deflate === null ? null : compressedFrame(payload, deflate);
+    if (compressed !== null) {
+      this.#writer.enqueue(compressed);
+      this.messagesSent++;
+      return true;
+    }
+    // The writer encodes: this frame is this connection's alone, so a large
+    // one can go into a pooled buffer the writer recycles once written.
+    this.#writer.enqueueMessage(payload);
+    this.messagesSent++;
+    return true;
+  }
+
+  /** One frame as this end must send it: masked from a client, plain from a server. */
+  #encode(opcode: number, payload: Uint8Array): Uint8Array {
+    return this.#client ? encodeMaskedFrame(opcode, payload) : encodeFrame(opcode, payload);
+  }
+
+  /** Queues a message shared with other recipients, compressed if this connection negotiated it. */
+  sendShared(message: SharedMessage): boolean {
+    return this.sendFrame(message.frameFor(this.#deflate));
+  }
+
+  /** Queues an encoded data frame, applying the slow-consumer limit. */
+  sendFrame(frame: Uint8Array): boolean {
+    if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
+    this.#writer.enqueue(frame);
+    this.messagesSent++;
+    return true;
+  }
+
+  /**
+   * The slow-consumer check: over maxBufferedAmount waiting to be written,
+   * the peer is not reading, and the connection is failed with 1008.
+   */
+  #overBufferLimit(): boolean {
+    if (this.#writer.bufferedAmount <= this.#host.options.maxBufferedAmount) return false;
+    this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
+    return true;
+  }
+
+  /** Sends a ping; see {@linkcode Socket.ping}. */
+  ping(data: SendData = ""): boolean {
+    if (this.readyState !== ReadyState.OPEN) return false;
+    const payload = toPayload(data);
+    const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload;
+    if (bytes.length > MAX_CONTROL_PAYLOAD) throw new RangeError("ping payload over 125 bytes");
+    this.#writer.enqueue(this.#encode(Opcode.Ping, bytes));
+    return true;
+  }
+
+  /** Resolves when everything queued has been written. */
+  drained(): Promise<void> {
+    return this.#writer.drained();
+  }
+
+  // ---- closing ----
+
+  /** Starts the closing handshake; see {@linkcode Socket.close}. */
+  close(code: number = CloseCode.Normal, reason = ""): void {
+    // Validate first, so a bad call throws without side effects.
+    encodeClosePayload(code, reason);
+    if (this.readyState !== ReadyState.OPEN) return;
+    this.#sendClose(code, reason);
+  }
+
+  /** Drops the TCP connection without a closing handshake. */
+  terminate(): void {
+    this.#finish(CloseCode.Abnormal, "", false);
+  }
+
+  #sendClose(code: number, reason: string): void {
+    if (this.#closeSent) return;
+    this.#closeSent = true;
+    this.readyState = ReadyState.CLOSING;
+    this.closeDeadline = this.#host.now + this.#host.options.closeTimeout;
+    // Bypasses the send-buffer limit: the close frame must always be queued.
+    this.#writer.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
+  }
+
+  /** Fails the connection (RFC 6455 §7.1.7): send close with `code`, then close TCP. */
+  #fail(code: number, message: string): void {
+    if (this.#finishing) return;
+    this.#failure = { code, reason: message };
+    this.#sendClose(code, truncateReason(message));
+    this.#finishAfterFlush(code, message, false);
+  }
+
+  /**
+   * Ends the connection once what is queued (our close frame last) has been
+   * written: then our side of TCP is shut (the peer sees EOF, so the server
+   * still closes first, as RFC 6455 §7.1.1 asks) and the connection ends at
+   * the peer's EOF or at the close deadline, whichever comes first.
+   */
+  #finishAfterFlush(code: number, reason: string, wasClean: boolean): void {
+    if (this.#finishing) return;
+    this.#finishing = true;
+    this.#outcome = { code, reason, wasClean };
+    this.#assembler.stop();
+    this.#writer.drained().then(() => this.#lingerThenFinish());
+  }
+
+  #lingerThenFinish(): void {
+    if (this.#finished) return;
+    // After a clean exchange of close frames the peer sends nothing more, so
+    // TCP can close at once. Only a failed connection (the peer may still be
+    // sending) needs to drain until the peer's EOF.
+    if (this.#readingStopped || (this.#closeReceived !== null && !this.#client)) {
+      return this.#finishWithOutcome();
+    }
+    // The closing handshake is over as far as the application is concerned:
+    // tell it now, not when the peer gets round to closing TCP.
+    const outcome = this.#outcome!;
+    this.#notifyClosed(outcome.code, outcome.reason, outcome.wasClean);
+    this.#lingering = true;
+    // After a clean exchange a client sends no FIN of its own: the server
+    // closes first, so the TIME_WAIT stays on the server's side (RFC 6455
+    // §7.1.1); closeTimeout bounds the wait.
+    if (this.#client && this.#closeReceived !== null) return;
+    this.#conn.closeWrite().catch(() => this.#finishWithOutcome());
+  }
+
+  #finishWithOutcome(): void {
+    const outcome = this.#outcome ?? { code: CloseCode.Abnormal, reason: "", wasClean: false };
+    this.#finish(outcome.code, outcome.reason, outcome.wasClean);
+  }
+
+  /** Housekeeping, called by the server's timer with its clock. */
+  tick(now: number): void {
+    if (this.#finished) return;
+    const options = this.#host.options;
+    if (this.#closeSent) {
+      // The peer never answered our close, never read it, or never closed
+      // its side of TCP after the exchange: cut it off.
+      if (now >= this.closeDeadline) this.#finishWithOutcome();
+      return;
+    }
+    if (options.idleTimeout > 0 && now - this.lastReceived >= options.idleTimeout) {
+      this.close(CloseCode.GoingAway, "idle timeout");
+      return;
+    }
+    if (options.pingInterval > 0) {
+      if (this.#pingOutstanding) {
+        if (!this.#pongDue(now, options.pongTimeout)) return;
+        this.#finish(CloseCode.Abnormal, "", false);
+      } else if (now - this.lastPing >= options.pingInterval) {
+        this.#sendHeartbeat(now);
+      }
+    }
+  }
+
+  #sendHeartbeat(now: number): void {
+    const writer = this.#writer;
+    // Behind queued data the ping only leaves once that data is written.
+    const queuedAhead = writer.bufferedAmount > 0;
+    writer.enqueue(this.#encode(Opcode.Ping, new Uint8Array(0)));
+    this.#pingOutstanding = true;
+    this.#pingEnd = queuedAhead ? writer.writtenBytes + writer.bufferedAmount : 0;
+    this.#pingProgress = writer.writtenBytes;
+    this.#pongClock = this.lastPing = now;
+  }
+
+  /**
+   * Whether the peer has had pongTimeout to answer the outstanding ping. The
+   * clock counts from when the ping was written, not queued: a ping waiting
+   * behind a large backlog to a slow but reading peer is not the peer's
+   * fault. While it waits, the clock restarts whenever the writer makes
+   * progress, so a peer that reads nothing at all is still dropped after
+   * pongTimeout.
+   */
+  #pongDue(now: number, pongTimeout: number): boolean {
+    if (this.#pingEnd !== 0) {
+      const written = this.#writer.writtenBytes;
+      if (written !== this.#pingProgress) {
+        this.#pingProgress = written;
+        this.#pongClock = now;
+      }
+      if (written >= this.#pingEnd) this.#pingEnd = 0;
+    }
+    return now - this.#pongClock >= pongTimeout;
+  }
+
+  /** Starts the closing handshake for a server shutdown, or drops the peer if already closing. */
+  shutdown(code: number, reason: string): void {
+    if (this.readyState === ReadyState.OPEN) this.close(code, reason);
+  }
+
+  /** Ends the connection: closes TCP once and tells the application once. */
+  #finish(code: number, reason: string, wasClean: boolean): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#finishing = true;
+    this.#parser.stop();
+    this.#assembler.stop();
+    this.#writer.abort();
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer's reset.
+    }
+    this.#notifyClosed(code, reason, wasClean);
+    this.#host.connectionClosed(this);
+  }
+
+  /** Tells the application, once, that the connection is closed. */
+  #notifyClosed(code: number, reason: string, wasClean: boolean): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSED;
+    const received = this.#closeReceived;
+    // The peer said goodbye with a code: that is the close code (RFC 6455
+    // §7.1.5), even if our echo could not be written before TCP ended.
+    if (received !== null) {
+      code = received.code;
+      reason = received.reason;
+    } else if (this.#failure !== null) {
+      code = this.#failure.code;
+      reason = this.#failure.reason;
+    }
+    if (this.#topics !== null) {
+      for (const topic of this.#topics) this.#host.setSubscribed(this, topic, false);
+      this.#topics = null;
+    }
+    this.#host.socketClosed(this, code);
+    const info: CloseInfo = { code, reason, wasClean };
+    this.closeInfo = info;
+    this.#callHandler(this.#host.handlers.close, this.socket, code, reason);
+    this.events?.close(info);
+  }
+
+  // ---- topics ----
+
+  /** Subscribes to a topic. */
+  subscribe(topic: string): boolean {
+    if (this.readyState === ReadyState.CLOSED) return false;
+    const topics = this.#topics ??= new Set();
+    if (topics.has(topic)) return false;
+    topics.add(topic);
+    this.#host.setSubscribed(this, topic, true);
+    return true;
+  }
+
+  /** Unsubscribes from a topic. */
+  unsubscribe(topic: string): boolean {
+    if (this.#topics === null || !this.#topics.delete(topic)) return false;
+    this.#host.setSubscribed(this, topic, false);
+    return true;
+  }
+
+  /** Whether subscribed to `topic`. */
+  isSubscribed(topic: string): boolean {
+    return this.#topics !== null && this.#topics.has(topic);
+  }
+
+  /** The subscribed topics. */
+  topicList(): string[] {
+    return this.#topics === null ? [] : [...this.#topics];
+  }
+
+  /** Publishes to a topic's other subscribers. */
+  publish(topic: string, data: SendData): number {
+    return this.#host.publishFrame(topic, new SharedMessage(data), this);
+  }
+}

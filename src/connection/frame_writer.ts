@@ -1,0 +1,326 @@
+/**
+ * The send side of one connection: a queue of encoded frames written to the
+ * socket with as few `write` calls as possible.
+ *
+ * @module
+ */
+
+import {
+  currentSlab,
+  encodeFrameShared,
+  encodeTextFrame,
+  frameHeaderSize,
+  Opcode,
+  SLAB_MAX_FRAME,
+  slabEnd,
+  slabText,
+  writeFrameHeader,
+} from "../protocol/frame.ts";
+
+// Frames are joined into one write up to this size; larger ones go alone.
+const JOIN_LIMIT = 256 * 1024;
+
+// ---- pooled buffers for large frames ----
+//
+// A large binary frame sent by one connection (an echo of a 16 KiB or 1 MiB
+// message) would otherwise be a fresh allocation: zero-filled, page-faulted
+// in, and garbage once written, which made allocation and GC cost more than
+// the copy itself (bench/RESULTS.md, medium echo profile). The writer that
+// owns such a frame hands its buffer back here once everything queued before
+// and with it has been written; the next large send reuses it. Buffers come
+// in power-of-two sizes; the pool keeps a few per size and a bounded total.
+const POOL_MAX_CLASS = 22; // 4 MiB: larger frames are rare enough to allocate
+const POOL_PER_CLASS = 8;
+const POOL_MAX_BYTES = 32 * 1024 * 1024;
+const pool: Uint8Array[][] = [];
+let pooledBytes = 0;
+
+function takePooled(size: number): Uint8Array {
+  const sizeClass = 32 - Math.clz32(size - 1);
+  if (sizeClass > POOL_MAX_CLASS) return new Uint8Array(size);
+  const free = pool[sizeClass];
+  if (free !== undefined && free.length > 0) {
+    const buffer = free.pop()!;
+    pooledBytes -= buffer.length;
+    return buffer;
+  }
+  return new Uint8Array(1 << sizeClass);
+}
+
+function releasePooled(buffer: Uint8Array): void {
+  const length = buffer.length;
+  const sizeClass = 31 - Math.clz32(length);
+  if (sizeClass > POOL_MAX_CLASS || 1 << sizeClass !== length) return;
+  if (pooledBytes + length > POOL_MAX_BYTES) return;
+  const free = pool[sizeClass] ??= [];
+  if (free.length >= POOL_PER_CLASS) return;
+  free.push(buffer);
+  pooledBytes += length;
+}
+
+/**
+ * Told when the writer fails (the peer went away); the connection tears
+ * down. An object with a method rather than a callback, so the owner passes
+ * itself instead of making a closure per connection (idle memory).
+ */
+export interface WriteErrorHandler {
+  /** A write failed; nothing more will be written. */
+  writeFailed(error: unknown): void;
+}
+
+/**
+ * Corks frames: everything queued during one run of JavaScript (for example
+ * all echoes produced while handling one read) goes out in a single `write`
+ * from a microtask. Only one write is in flight at a time; frames queued
+ * meanwhile are written together when it completes.
+ *
+ * Why it is cheap per frame:
+ * - Frames that sit back to back in the same buffer (the send path encodes
+ *   into a shared slab, so consecutive frames do) are merged into one range
+ *   by arithmetic on offsets: a burst of 16 pipelined echoes, or 8 published
+ *   messages queued for one subscriber, is one write with no copy. Only
+ *   non-adjacent frames are joined by copying.
+ * - No async function, no per-write closure: one `write` promise per batch
+ *   with two callbacks allocated once per connection.
+ *
+ * `bufferedAmount` counts the bytes of frames (headers included) accepted but
+ * not yet handed to the kernel.
+ */
+export class FrameWriter {
+  #conn: Deno.Conn;
+  #onError: WriteErrorHandler;
+  // Closed chunks waiting to be written, oldest first.
+  #queue: Uint8Array[] = [];
+  // The open tail: a range of #tailBuffer that new adjacent frames extend.
+  // #tailView is the frame itself while the tail is a single frame (so the
+  // common one-frame write allocates nothing).
+  #tailBuffer: ArrayBufferLike | null = null;
+  #tailStart = 0;
+  #tailEnd = 0;
+  #tailView: Uint8Array | null = null;
+  #queued = 0;
+  #writtenBytes = 0;
+  #inFlight: Uint8Array | null = null;
+  #inFlightOffset = 0;
+  #scheduled = false;
+  #failed = false;
+  #drainWaiters: (() => void)[] | null = null;
+  // Pooled buffers of frames queued by enqueueMessage, returned at drain.
+  #owned: Uint8Array[] | null = null;
+  // Callbacks made on first use, then reused for every write: an idle
+  // connection never writes through the writer and pays for none of them.
+  #flush: (() => void) | null = null;
+  #written: ((n: number) => void) | null = null;
+  #writeFailed: ((error: unknown) => void) | null = null;
+
+  constructor(conn: Deno.Conn, onError: WriteErrorHandler) {
+    this.#conn = conn;
+    this.#onError = onError;
+  }
+
+  /** Bytes accepted and not yet written to the socket. */
+  get bufferedAmount(): number {
+    const inFlight = this.#inFlight;
+    return this.#queued + (inFlight === null ? 0 : inFlight.length - this.#inFlightOffset);
+  }
+
+  /**
+   * Bytes handed to the kernel since the writer was made: a position in the
+   * stream of accepted bytes, so a caller can tell when a given frame has
+   * left (the heartbeat's pong clock starts then).
+   */
+  get writtenBytes(): number {
+    return this.#writtenBytes;
+  }
+
+  /** Whether a write failed; nothing more will be written. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /** Queues one encoded frame (or several, concatenated). The bytes must not change afterwards. */
+  enqueue(bytes: Uint8Array): void {
+    if (this.#failed) return;
+    if (bytes.length === 0) return;
+    const start = bytes.byteOffset;
+    this.#enqueueRange(bytes.buffer, start, start + bytes.length, bytes);
+  }
+
+  /** Queues `buffer[start, end)`; `view` is that range as an array, if one exists. */
+  #enqueueRange(
+    buffer: ArrayBufferLike,
+    start: number,
+    end: number,
+    view: Uint8Array | null,
+  ): void {
+    this.#queued += end - start;
+    if (buffer === this.#tailBuffer && start === this.#tailEnd) {
+      // Adjacent to the tail: extend the range, no copy, no allocation.
+      this.#tailEnd = end;
+      this.#tailView = null;
+    } else {
+      if (this.#tailBuffer !== null) this.#closeTail();
+      this.#tailBuffer = buffer;
+      this.#tailStart = start;
+      this.#tailEnd = end;
+      this.#tailView = view;
+    }
+    if (!this.#scheduled && this.#inFlight === null) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush ??= () => this.#flushQueued());
+    }
+  }
+
+  /**
+   * Encodes and queues one data message: text as a text frame, bytes as a
+   * binary frame. The frame belongs to this writer alone, so a large binary
+   * one is built in a pooled buffer that is recycled once written (no
+   * per-message allocation); small ones come from the shared slab.
+   */
+  enqueueMessage(payload: string | Uint8Array): void {
+    if (this.#failed) return;
+    if (typeof payload === "string") {
+      const start = slabText(payload);
+      // Too long for the slab (over 4 KiB encoded): a buffer of its own.
+      if (start < 0) this.enqueue(encodeTextFrame(payload));
+      else this.#enqueueRange(currentSlab().buffer, start, slabEnd(), null);
+      return;
+    }
+    const length = payload.length;
+    const size = frameHeaderSize(length) + length;
+    if (size <= SLAB_MAX_FRAME) {
+      this.enqueue(encodeFrameShared(Opcode.Binary, payload));
+      return;
+    }
+    const buffer = takePooled(size);
+    buffer.set(payload, writeFrameHeader(buffer, 0, true, Opcode.Binary, length));
+    (this.#owned ??= []).push(buffer);
+    this.enqueue(buffer.length === size ? buffer : buffer.subarray(0, size));
+  }
+
+  /** Resolves once everything queued so far is written (or the writer failed). */
+  drained(): Promise<void> {
+    if (this.bufferedAmount === 0 || this.#failed) return Promise.resolve();
+    return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
+  }
+
+  /** Stops writing and drops what is queued (the socket is gone). */
+  abort(): void {
+    this.#failed = true;
+    this.#queue = [];
+    this.#tailBuffer = null;
+    this.#tailView = null;
+    this.#queued = 0;
+    this.#inFlight = null;
+    // Not returned to the pool: a write that was in flight may still read them.
+    this.#owned = null;
+    this.#resolveDrain();
+  }
+
+  #closeTail(): void {
+    this.#queue.push(
+      this.#tailView ??
+        new Uint8Array(this.#tailBuffer!, this.#tailStart, this.#tailEnd - this.#tailStart),
+    );
+    this.#tailBuffer = null;
+    this.#tailView = null;
+  }
+
+  #flushQueued(): void {
+    this.#scheduled = false;
+    if (this.#inFlight !== null || this.#failed || this.#queued === 0) return;
+    this.#write(this.#take(), 0);
+  }
+
+  #write(chunk: Uint8Array, offset: number): void {
+    this.#inFlight = chunk;
+    this.#inFlightOffset = offset;
+    let pending: Promise<number>;
+    try {
+      pending = this.#conn.write(offset === 0 ? chunk : chunk.subarray(offset));
+    } catch (error) {
+      this.#fail(error);
+      return;
+    }
+    pending.then(
+      this.#written ??= (n) => this.#onWritten(n),
+      this.#writeFailed ??= (error) => this.#fail(error),
+    );
+  }
+
+  #onWritten(n: number): void {
+    const chunk = this.#inFlight;
+    if (this.#failed || chunk === null) return;
+    this.#writtenBytes += n;
+    const offset = this.#inFlightOffset + n;
+    if (offset < chunk.length) {
+      this.#write(chunk, offset);
+      return;
+    }
+    this.#inFlight = null;
+    if (this.#queued > 0) {
+      // Frames queued while the write was in flight: they are all there now.
+      this.#write(this.#take(), 0);
+      return;
+    }
+    // Everything is written: pooled frame buffers are free again.
+    const owned = this.#owned;
+    if (owned !== null) {
+      this.#owned = null;
+      for (const buffer of owned) releasePooled(buffer);
+    }
+    this.#resolveDrain();
+  }
+
+  #fail(error: unknown): void {
+    if (this.#failed) return;
+    this.abort();
+    this.#onError.writeFailed(error);
+  }
+
+  /**
+   * The next write: the queued chunks joined into one buffer (one syscall for
+   * a whole batch), or one chunk on its own when it is alone or large
+   * (joining would only add a copy).
+   */
+  #take(): Uint8Array {
+    const queue = this.#queue;
+    if (queue.length === 0) {
+      // Only the tail: the common case, written as is.
+      const view = this.#tailView ??
+        new Uint8Array(this.#tailBuffer!, this.#tailStart, this.#tailEnd - this.#tailStart);
+      this.#tailBuffer = null;
+      this.#tailView = null;
+      this.#queued = 0;
+      return view;
+    }
+    if (this.#tailBuffer !== null) this.#closeTail();
+    const first = queue[0];
+    if (queue.length === 1 || first.length >= JOIN_LIMIT) {
+      this.#queue = queue.length === 1 ? [] : queue.slice(1);
+      this.#queued -= first.length;
+      return first;
+    }
+    let count = 0;
+    let total = 0;
+    while (count < queue.length && total + queue[count].length <= JOIN_LIMIT) {
+      total += queue[count++].length;
+    }
+    const joined = new Uint8Array(total);
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      joined.set(queue[i], offset);
+      offset += queue[i].length;
+    }
+    this.#queue = count === queue.length ? [] : queue.slice(count);
+    this.#queued -= total;
+    return joined;
+  }
+
+  #resolveDrain(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters === null) return;
+    this.#drainWaiters = null;
+    for (const resolve of waiters) resolve();
+  }
+}

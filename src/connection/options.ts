@@ -1,0 +1,127 @@
+/**
+ * What one open connection needs to know, whichever end opened it: its
+ * limits and timeouts ({@linkcode ConnectionOptions}) and the application's
+ * callbacks ({@linkcode SocketHandlers}). The server's options and handlers
+ * extend these with what only a server has (port, TLS, `upgrade`, `fetch`);
+ * the client's options map onto them.
+ *
+ * @module
+ */
+
+import type { Socket } from "./socket.ts";
+
+/**
+ * Limits and timeouts of one WebSocket connection. Durations are
+ * milliseconds; sizes are bytes. See the README's "Limits and security"
+ * section for why each default was chosen.
+ *
+ * @example
+ * ```ts
+ * import { type ConnectionOptions, serve } from "@tsunagu/ws";
+ * const limits: ConnectionOptions = { maxPayload: 1 << 20, idleTimeout: 60_000 };
+ * const server = serve({ port: 0, hostname: "127.0.0.1", ...limits });
+ * await server.shutdown();
+ * ```
+ */
+export interface ConnectionOptions {
+  /**
+   * Largest message accepted, in bytes, after reassembly of fragments.
+   * Larger ones close the connection with 1009 as soon as a frame header
+   * announces them. Default 16 MiB.
+   */
+  maxPayload?: number;
+  /**
+   * Bytes a connection may have waiting to be sent before further sends are
+   * refused and the connection is closed with 1008 (a peer that does not read
+   * must not grow memory without bound). A single message larger than the
+   * limit is still accepted when the buffer is below it. Default 16 MiB.
+   */
+  maxBufferedAmount?: number;
+  /**
+   * Milliseconds without any frame from the peer (data, ping or pong) after
+   * which the connection is closed with 1001. A plain HTTP response whose
+   * writes make no progress for this long is dropped too. 0 disables.
+   * Default 120 000.
+   */
+  idleTimeout?: number;
+  /** Milliseconds between heartbeat pings. 0 disables. Default 30 000. */
+  pingInterval?: number;
+  /** Milliseconds to wait for the pong to a heartbeat before dropping the peer (1006). Default 10 000. */
+  pongTimeout?: number;
+  /** Milliseconds to wait for the peer's close frame (and for queued data to drain) after we send ours. Default 5 000. */
+  closeTimeout?: number;
+}
+
+/** Connection options after defaults are applied. */
+export type ResolvedConnectionOptions = Required<ConnectionOptions>;
+
+/** The defaults, as documented on {@linkcode ConnectionOptions}. */
+export const CONNECTION_DEFAULTS: ResolvedConnectionOptions = {
+  maxPayload: 16 * 1024 * 1024,
+  maxBufferedAmount: 16 * 1024 * 1024,
+  idleTimeout: 120_000,
+  pingInterval: 30_000,
+  pongTimeout: 10_000,
+  closeTimeout: 5_000,
+};
+
+/**
+ * Checks that `value` is a number >= 0, naming the option otherwise.
+ *
+ * @throws {RangeError} for a negative or non-numeric value.
+ */
+export function checkNonNegative(name: string, value: number): number {
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+    throw new RangeError(`${name} must be a number >= 0, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Applies the connection defaults to `options` (undefined fields take the
+ * default) and checks ranges.
+ *
+ * @throws {RangeError} for a negative or non-numeric value.
+ */
+export function resolveConnectionOptions(options: ConnectionOptions): ResolvedConnectionOptions {
+  const resolved = { ...CONNECTION_DEFAULTS };
+  for (const name of Object.keys(CONNECTION_DEFAULTS) as (keyof ConnectionOptions)[]) {
+    const value = options[name];
+    if (value !== undefined) resolved[name] = checkNonNegative(name, value);
+  }
+  return resolved;
+}
+
+/**
+ * The application's callbacks for an open connection. All are optional;
+ * each may be async (return values are ignored, except that a rejected
+ * promise counts as a throw). An exception thrown (or promise rejected) in
+ * `open` or `message` closes that socket with 1011 and is passed to `error`.
+ * The server's {@linkcode Handlers} add `upgrade` and `fetch`.
+ *
+ * @example
+ * ```ts
+ * import type { SocketHandlers } from "@tsunagu/ws";
+ * const echo: SocketHandlers = {
+ *   message(socket, data) {
+ *     socket.send(data);
+ *   },
+ *   close(_socket, code, reason) {
+ *     console.log("closed", code, reason);
+ *   },
+ * };
+ * console.log(typeof echo.message); // function
+ * ```
+ */
+export interface SocketHandlers<T = undefined> {
+  /** A connection is open. */
+  open?(socket: Socket<T>): unknown;
+  /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
+  message?(socket: Socket<T>, data: string | Uint8Array): unknown;
+  /** A connection closed: the peer's code (1005 none, 1006 dropped) or the one we failed it with. */
+  close?(socket: Socket<T>, code: number, reason: string): unknown;
+  /** A pong arrived (heartbeat replies included). */
+  pong?(socket: Socket<T>, payload: Uint8Array): unknown;
+  /** A handler failed; the socket, if any, is being closed with 1011. */
+  error?(error: unknown, socket?: Socket<T>): void;
+}

@@ -1,0 +1,255 @@
+/**
+ * Server options and application handlers, with the defaults in one place.
+ *
+ * @module
+ */
+
+import {
+  type PerMessageDeflateOptions,
+  validateDeflateOptions,
+} from "../protocol/permessage_deflate.ts";
+import type { ReadMode } from "../connection/byte_reader.ts";
+import {
+  checkNonNegative,
+  CONNECTION_DEFAULTS,
+  type ConnectionOptions,
+  type ResolvedConnectionOptions,
+  type SocketHandlers,
+} from "../connection/options.ts";
+
+/**
+ * Options for {@linkcode serve}. Every limit has a safe default; see the
+ * README's "Limits and security" section for why each default was chosen.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ServeOptions } from "@tsunagu/ws";
+ * const options: ServeOptions = { port: 0, hostname: "127.0.0.1", maxPayload: 1 << 20 };
+ * const server = serve(options, {
+ *   message(socket, data) {
+ *     socket.send(data);
+ *   },
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export interface ServeOptions extends ConnectionOptions {
+  /** TCP port; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Interface to listen on. Default `"0.0.0.0"`. */
+  hostname?: string;
+  /**
+   * Let several listeners share the port (`SO_REUSEPORT`; Linux and
+   * FreeBSD): run one server per core, in processes or workers, and the
+   * kernel spreads new connections over them. Needs `--unstable-net`.
+   * Each server keeps its own connections, topics and limits. Default false.
+   */
+  reusePort?: boolean;
+  /** PEM certificate chain: with {@linkcode ServeOptions.key}, serve `wss://` over TLS. */
+  cert?: string;
+  /** PEM private key for {@linkcode ServeOptions.cert}. */
+  key?: string;
+  /** Aborting it shuts the server down, as {@linkcode Server.shutdown} does. */
+  signal?: AbortSignal;
+  /** Called once the server listens. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /** Largest request head in bytes; a longer one gets 431. Default 16 KiB. */
+  maxHeaderBytes?: number;
+  /** Largest plain-HTTP request body passed to `fetch`; a longer one gets 413. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Open WebSocket connections allowed; upgrades beyond it get 503. Default unlimited. */
+  maxConnections?: number;
+  /** Milliseconds a client has to complete its request head. Default 10 000. */
+  handshakeTimeout?: number;
+  /** Subprotocols the server speaks, in its order of preference. */
+  protocols?: string[];
+  /**
+   * Bytes of each connection's initial read buffer, which reads the request
+   * head. Default 1 KiB; it grows on demand. Once upgraded, the buffer is
+   * this or 256 bytes, whichever is smaller, grows while reads fill it, and
+   * shrinks back when they stop.
+   */
+  readBufferSize?: number;
+  /** How sockets are read: see {@linkcode ReadMode}. Default `"read"`. */
+  readMode?: ReadMode;
+  /**
+   * Compression (RFC 7692): `true` or options to accept clients that offer
+   * permessage-deflate (browsers do); each message is compressed on its own
+   * (no context kept between messages, no zlib state per connection).
+   * Default `false`, as in ws and Bun: compression costs CPU per message.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+}
+
+/**
+ * Details of an upgrade request, beside the `Request` itself.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeInfo } from "@tsunagu/ws";
+ * function pickProtocol(info: UpgradeInfo): string | undefined {
+ *   return info.protocols.find((protocol) => protocol === "chat");
+ * }
+ * const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
+ * console.log(pickProtocol({ remoteAddr, protocols: ["superchat", "chat"] })); // chat
+ * ```
+ */
+export interface UpgradeInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+  /** Subprotocols offered by the client, in its order of preference. */
+  protocols: string[];
+}
+
+/**
+ * What an `upgrade` handler may return to accept: all fields optional.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers, UpgradeAccept } from "@tsunagu/ws";
+ * const accept: UpgradeAccept<{ user: string }> = {
+ *   protocol: "chat",
+ *   headers: { "set-cookie": "session=1" },
+ *   data: { user: "ann" },
+ * };
+ * const handlers: Handlers<{ user: string }> = {
+ *   upgrade(_request, info) {
+ *     return info.protocols.includes("chat") ? accept : new Response(null, { status: 400 });
+ *   },
+ * };
+ * console.log(accept.data?.user); // ann
+ * ```
+ */
+export interface UpgradeAccept<T> {
+  /** The subprotocol to answer; must be one the client offered. */
+  protocol?: string;
+  /** Extra response headers for the 101 response (e.g. `Set-Cookie`). */
+  headers?: HeadersInit;
+  /** Application data attached to the socket as {@linkcode Socket.data}. */
+  data?: T;
+}
+
+/**
+ * Details of a plain HTTP request, beside the `Request` itself.
+ *
+ * @example
+ * ```ts
+ * import type { RequestInfo } from "@tsunagu/ws";
+ * function fetchHandler(_request: Request, info: RequestInfo): Response {
+ *   return new Response(`hello ${info.remoteAddr.hostname}`);
+ * }
+ * const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
+ * const response = fetchHandler(new Request("http://localhost/"), { remoteAddr });
+ * console.log(await response.text()); // hello 127.0.0.1
+ * ```
+ */
+export interface RequestInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+}
+
+/**
+ * Application callbacks of a server: the {@linkcode SocketHandlers} of every
+ * connection, plus `upgrade` and `fetch` for the HTTP requests before them.
+ * All are optional; each may be async (return values are ignored, except
+ * that a rejected promise counts as a throw). An exception thrown (or
+ * promise rejected) in `open` or `message` closes that socket with 1011 and
+ * is passed to `error`; in `upgrade` or `fetch` it answers 500 and is passed
+ * to `error` without a socket.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers } from "@tsunagu/ws";
+ * const handlers: Handlers<{ name: string }> = {
+ *   upgrade: (request) => ({ data: { name: new URL(request.url).searchParams.get("name") ?? "guest" } }),
+ *   open(socket) {
+ *     socket.send(`hello ${socket.data.name}`);
+ *   },
+ *   message(socket, data) {
+ *     socket.send(data);
+ *   },
+ * };
+ * ```
+ */
+export interface Handlers<T = undefined> extends SocketHandlers<T> {
+  /**
+   * Decides on an upgrade request (auth, origin check, subprotocol, user
+   * data). Return a `Response` to refuse, or nothing / {@linkcode UpgradeAccept}
+   * to accept.
+   */
+  upgrade?(
+    request: Request,
+    info: UpgradeInfo,
+  ): Response | UpgradeAccept<T> | void | Promise<Response | UpgradeAccept<T> | void>;
+  /** Answers plain HTTP requests (not upgrades). Without it: 426 for GET, 405 otherwise. */
+  fetch?(request: Request, info: RequestInfo): Response | Promise<Response>;
+}
+
+/** Options after defaults are applied. */
+export type ResolvedOptions =
+  & ResolvedConnectionOptions
+  & Required<
+    Omit<
+      ServeOptions,
+      keyof ConnectionOptions | "cert" | "key" | "signal" | "onListen" | "protocols"
+    >
+  >
+  & Pick<ServeOptions, "cert" | "key" | "signal" | "onListen" | "protocols">;
+
+/** The defaults, as documented on {@linkcode ServeOptions}. */
+export const DEFAULTS = {
+  ...CONNECTION_DEFAULTS,
+  port: 8080,
+  hostname: "0.0.0.0",
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 1024 * 1024,
+  maxConnections: Infinity,
+  handshakeTimeout: 10_000,
+  readBufferSize: 1024,
+  readMode: "read",
+  perMessageDeflate: false,
+  reusePort: false,
+} as const;
+
+/**
+ * Applies defaults and checks ranges.
+ *
+ * @throws {RangeError} for a negative, non-numeric or out-of-range value.
+ */
+export function resolveOptions(options: ServeOptions): ResolvedOptions {
+  const resolved = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
+  for (
+    const name of [
+      "maxPayload",
+      "maxHeaderBytes",
+      "maxBodyBytes",
+      "maxConnections",
+      "maxBufferedAmount",
+      "handshakeTimeout",
+      "idleTimeout",
+      "pingInterval",
+      "pongTimeout",
+      "closeTimeout",
+      "readBufferSize",
+    ] as const
+  ) checkNonNegative(name, resolved[name]);
+  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
+    throw new RangeError(`port must be an integer from 0 to 65535, got ${resolved.port}`);
+  }
+  if (resolved.maxHeaderBytes < 64) throw new RangeError("maxHeaderBytes must be at least 64");
+  if (resolved.readBufferSize < 64) throw new RangeError("readBufferSize must be at least 64");
+  if (resolved.readMode !== "read" && resolved.readMode !== "stream") {
+    throw new RangeError(`readMode must be "read" or "stream", got ${resolved.readMode}`);
+  }
+  if (typeof resolved.perMessageDeflate === "object") {
+    validateDeflateOptions(resolved.perMessageDeflate);
+  }
+  if ((resolved.cert === undefined) !== (resolved.key === undefined)) {
+    throw new TypeError("cert and key must be given together");
+  }
+  return resolved;
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,234 @@
+/**
+ * Writes an application's `Response` (from the `fetch` handler) to a plain
+ * HTTP connection: the head, then the body as it is produced. A streamed
+ * body (server-sent events, a large file) goes out piece by piece, each
+ * write awaited so a slow client holds back the producer, instead of being
+ * buffered whole first, which never ended for an endless stream.
+ *
+ * @module
+ */
+
+import { concatBytes } from "../protocol/bytes.ts";
+import { encodeResponseHead } from "../protocol/handshake.ts";
+
+// A body that is complete within this many bytes, and whose pieces are all
+// ready at once, is sent with a Content-Length in one write (the usual case:
+// `new Response("text")` or bytes already in memory).
+const PREFETCH_BYTES = 1024 * 1024;
+
+const encoder = new TextEncoder();
+const CRLF = encoder.encode("\r\n");
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+/**
+ * One chunk of a `Transfer-Encoding: chunked` body (RFC 9112 §7.1): the size
+ * in hex, CRLF, the bytes, CRLF. An empty input would end the body, so it
+ * gives an empty result instead.
+ */
+export function encodeChunk(bytes: Uint8Array): Uint8Array {
+  if (bytes.length === 0) return bytes;
+  const size = encoder.encode(bytes.length.toString(16));
+  const chunk = new Uint8Array(size.length + 2 + bytes.length + 2);
+  chunk.set(size);
+  chunk.set(CRLF, size.length);
+  chunk.set(bytes, size.length + 2);
+  chunk.set(CRLF, chunk.length - 2);
+  return chunk;
+}
+
+/**
+ * Told when a write to the client starts and ends: the session gives a
+ * write a deadline (a client that stops reading must not hold the
+ * connection forever) but none while the body is being produced.
+ */
+export type WriteWatcher = (writing: boolean) => void;
+
+/** What the writer needs to know of the request it answers. */
+export interface AnsweredRequest {
+  method: string;
+  /** `[major, minor]`; chunked encoding needs HTTP/1.1. */
+  version: [number, number];
+}
+
+type Read = ReadableStreamReadResult<Uint8Array>;
+const LATE = Symbol("late");
+
+/**
+ * A body piece as the Fetch standard requires it: a Uint8Array. Anything
+ * else (a string, a Uint16Array) would go out as wrong bytes under valid
+ * framing, so it fails the response instead.
+ */
+function checkedPiece(piece: unknown): Uint8Array {
+  if (piece instanceof Uint8Array) return piece;
+  throw new TypeError("a response body chunk must be a Uint8Array");
+}
+
+/** The Content-Length the application declared, if it is a valid one. */
+function declaredLength(headers: Headers): number | null {
+  const value = headers.get("content-length");
+  if (value === null || !/^\d+$/.test(value)) return null;
+  const length = Number(value);
+  return Number.isSafeInteger(length) ? length : null;
+}
+
+/**
+ * Writes one response. {@linkcode abort} (the server is stopping, or the
+ * session was dropped) cancels the body stream, so its producer learns that
+ * nobody is listening.
+ */
+export class ResponseWriter {
+  #conn: Deno.Conn;
+  #watch: WriteWatcher;
+  #body: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  #aborted = false;
+
+  constructor(conn: Deno.Conn, watch: WriteWatcher = () => {}) {
+    this.#conn = conn;
+    this.#watch = watch;
+  }
+
+  /** Stops writing and cancels the body stream. */
+  abort(): void {
+    this.#aborted = true;
+    this.#body?.cancel().catch(() => {});
+  }
+
+  /**
+   * Writes `response` as the answer to `request`. Resolves true when the
+   * whole response was written, false when it was cut short (the client
+   * left, the body failed or broke its declared length, or abort): the
+   * connection must then be closed without lingering.
+   *
+   * How the body is delimited: a body that is complete at once (within 1
+   * MiB) gets its exact Content-Length; otherwise a Content-Length the
+   * application set is kept and enforced, else HTTP/1.1 clients get chunked
+   * encoding and HTTP/1.0 clients a body ended by closing the connection.
+   * No body is sent for HEAD, 1xx, 204 and 304.
+   */
+  async write(response: Response, request: AnsweredRequest): Promise<boolean> {
+    const status = response.status;
+    const bodiless = status === 204 || status === 304 || status < 200;
+    const noBody = request.method === "HEAD" || bodiless;
+    const declared = declaredLength(response.headers);
+    if (response.body === null) {
+      // HEAD may announce the length GET would send (RFC 9110 §9.3.2).
+      const length = bodiless ? null : request.method === "HEAD" ? declared : 0;
+      return await this.#send(encodeResponseHead(status, response.headers, length));
+    }
+    const body = this.#body = response.body.getReader();
+    try {
+      const pieces: Uint8Array[] = [];
+      let total = 0;
+      let pending: Promise<Read> | null = null;
+      // Read what is ready now; stop at the first piece that is not.
+      while (total <= PREFETCH_BYTES) {
+        const read = body.read();
+        const result = await readyNow(read);
+        if (result === LATE) {
+          pending = read;
+          break;
+        }
+        if (result.done) {
+          const head = encodeResponseHead(status, response.headers, bodiless ? null : total);
+          return await this.#send(
+            noBody ? head : concatBytes([head, ...pieces], head.length + total),
+          );
+        }
+        pieces.push(checkedPiece(result.value));
+        total += result.value.length;
+      }
+      if (this.#aborted) return false;
+      if (noBody) {
+        // Not awaited: the producer's cancel callback must not hold up, or
+        // by throwing lose, the response.
+        body.cancel().catch(() => {});
+        return await this.#send(encodeResponseHead(status, response.headers, declared));
+      }
+      return await this.#stream(status, response.headers, request, pieces, pending, declared);
+    } catch {
+      // The body stream failed, or the client left: cut the response short.
+      body.cancel().catch(() => {});
+      return false;
+    } finally {
+      this.#body = null;
+    }
+  }
+
+  async #stream(
+    status: number,
+    headers: Headers,
+    request: AnsweredRequest,
+    pieces: Uint8Array[],
+    pending: Promise<Read> | null,
+    declared: number | null,
+  ): Promise<boolean> {
+    const chunked = declared === null && request.version[0] === 1 && request.version[1] >= 1;
+    const framing = declared ?? (chunked ? "chunked" : null);
+    await this.#writeAll(encodeResponseHead(status, headers, framing));
+    let left = declared ?? Infinity;
+    const body = this.#body!;
+    for (let i = 0;; i++) {
+      let piece: Uint8Array;
+      if (i < pieces.length) {
+        piece = pieces[i];
+      } else {
+        const result = await (pending ?? body.read());
+        pending = null;
+        if (this.#aborted) return false;
+        if (result.done) break;
+        piece = checkedPiece(result.value);
+      }
+      if (piece.length > left) {
+        // More than the declared length: what the client was promised is
+        // sent, and the connection closes (the rest cannot be delimited).
+        await this.#writeAll(piece.subarray(0, left));
+        body.cancel().catch(() => {});
+        return false;
+      }
+      left -= piece.length;
+      await this.#writeAll(chunked ? encodeChunk(piece) : piece);
+    }
+    if (chunked) await this.#writeAll(LAST_CHUNK);
+    // Fewer bytes than declared: the client sees the connection end early.
+    return left === 0 || declared === null;
+  }
+
+  async #send(bytes: Uint8Array): Promise<boolean> {
+    try {
+      await this.#writeAll(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    try {
+      while (offset < bytes.length) {
+        if (this.#aborted) throw new Error("response aborted");
+        // Each write that makes progress earns a fresh deadline.
+        this.#watch(true);
+        offset += await this.#conn.write(bytes.subarray(offset));
+      }
+    } finally {
+      this.#watch(false);
+    }
+  }
+}
+
+/**
+ * `read`'s result if it settles within the current turn of the event loop
+ * (a piece already in memory), else LATE (one still being produced).
+ */
+async function readyNow(read: Promise<Read>): Promise<Read | typeof LATE> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<typeof LATE>((resolve) => {
+    timer = setTimeout(resolve, 0, LATE);
+  });
+  try {
+    return await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,503 @@
+/**
+ * The server: listening, accepting, the registry of open connections,
+ * topics, housekeeping timers and graceful shutdown.
+ *
+ * @module
+ */
+
+import { CloseCode } from "../protocol/frame.ts";
+import type { Connection } from "../connection/connection.ts";
+import { addTraffic, type ServerMetrics, type TrafficCounters } from "./metrics.ts";
+import { SharedMessage } from "../connection/shared_message.ts";
+import { HttpSession, readerOptions, type SessionHost } from "./http_session.ts";
+import {
+  type Handlers,
+  type ResolvedOptions,
+  resolveOptions,
+  type ServeOptions,
+} from "./options.ts";
+import type { SendData, Socket } from "../connection/socket.ts";
+import type { AssemblyBudget } from "../protocol/message.ts";
+import type { ByteReaderOptions } from "../connection/byte_reader.ts";
+
+/**
+ * Options for {@linkcode Server.shutdown}.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ShutdownOptions } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" });
+ * const options: ShutdownOptions = { code: 1001, reason: "maintenance", timeout: 1_000 };
+ * await server.shutdown(options);
+ * ```
+ */
+export interface ShutdownOptions {
+  /** Close code sent to every client. Default 1001 (going away). */
+  code?: number;
+  /** Close reason sent to every client. Default `"server shutting down"`. */
+  reason?: string;
+  /** Milliseconds to wait for clients to finish the closing handshake before dropping them. Default: `closeTimeout`. */
+  timeout?: number;
+}
+
+/** Waits for `promise` or `ms` milliseconds, whichever comes first; leaves no timer behind. */
+async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// Housekeeping runs at a quarter of the shortest configured timeout, so a
+// deadline fires at most 25% late, but never more often than every 10 ms nor
+// less often than every second.
+function housekeepingInterval(options: ResolvedOptions): number {
+  const periods = [
+    options.handshakeTimeout,
+    options.idleTimeout,
+    options.pingInterval,
+    options.pongTimeout,
+    options.closeTimeout,
+  ].filter((value) => value > 0);
+  const shortest = periods.length === 0 ? 4000 : Math.min(...periods);
+  return Math.min(1000, Math.max(10, Math.floor(shortest / 4)));
+}
+
+// How many bytes, across all of a server's connections, message buffers may
+// be allocated at the length a frame header declares instead of growing with
+// the bytes received (src/message.ts). Trusting the header saves 2-3
+// allocate-and-copy rounds per large message; the budget caps what peers that
+// announce large messages and never send them can make the server hold.
+// 32 MiB: two claims at the 16 MiB maxPayload default, or 32 messages of 1 MiB in flight at once.
+const ASSEMBLY_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/** A byte allowance shared by one server's connections. */
+class ByteBudget implements AssemblyBudget {
+  #left: number;
+
+  constructor(bytes: number) {
+    this.#left = bytes;
+  }
+
+  take(bytes: number): boolean {
+    if (bytes > this.#left) return false;
+    this.#left -= bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.#left += bytes;
+  }
+}
+
+/**
+ * A running WebSocket server, as returned by {@linkcode serve}.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   open(socket) {
+ *     socket.subscribe("news");
+ *   },
+ * });
+ * console.log(server.url); // e.g. ws://127.0.0.1:40123
+ * server.publish("news", "hello, subscribers");
+ * await server.shutdown();
+ * ```
+ */
+export class Server<T = undefined> {
+  #core: ServerCore<T>;
+
+  /** Starts listening. Prefer {@linkcode serve}. */
+  constructor(options: ServeOptions, handlers: Handlers<T>) {
+    this.#core = new ServerCore(options, handlers);
+  }
+
+  /** The address the server listens on. */
+  get addr(): Deno.NetAddr {
+    return this.#core.addr;
+  }
+
+  /** The server's URL, e.g. `ws://127.0.0.1:8080`. IPv6 hosts are bracketed. */
+  get url(): string {
+    const { addr, scheme } = this.#core;
+    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    return `${scheme}://${host}:${addr.port}`;
+  }
+
+  /** Resolves when the server has shut down and every connection is closed. */
+  get finished(): Promise<void> {
+    return this.#core.finished;
+  }
+
+  /** The open sockets. */
+  get clients(): ReadonlySet<Socket<T>> {
+    return this.#core.sockets;
+  }
+
+  /** How many WebSocket connections are open (not yet closed as far as the application knows). */
+  get connectionCount(): number {
+    return this.#core.sockets.size;
+  }
+
+  /**
+   * Sends `data` to every subscriber of `topic`. The frame is encoded once
+   * (and compressed once, for subscribers that negotiated permessage-deflate)
+   * and the same bytes are queued for every recipient; each recipient's writes are
+   * corked, so a burst of publishes becomes one write per subscriber.
+   * Subscribers over `maxBufferedAmount` are closed (1008) instead of slowing
+   * the others. Returns how many subscribers accepted the message.
+   */
+  publish(topic: string, data: SendData): number {
+    return this.#core.publishFrame(topic, new SharedMessage(data), null);
+  }
+
+  /**
+   * Sends `data` to every open socket; the frame is encoded once. Returns how
+   * many accepted it. Slow consumers are handled as in {@linkcode Server.publish}:
+   * closed with 1008 and skipped, never waited for.
+   */
+  broadcast(data: SendData): number {
+    const message = new SharedMessage(data);
+    let accepted = 0;
+    for (const connection of this.#core.connections) if (connection.sendShared(message)) accepted++;
+    return accepted;
+  }
+
+  /** How many sockets are subscribed to `topic`. */
+  subscriberCount(topic: string): number {
+    return this.#core.subscriberCount(topic);
+  }
+
+  /**
+   * Counters since the server started: connections, messages and bytes each
+   * way, close codes, plain HTTP statuses. A fresh snapshot on every call;
+   * {@linkcode formatPrometheus} turns it into Prometheus text.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@tsunagu/ws";
+   * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+   *   message: (socket, data) => socket.send(data),
+   * });
+   * const client = new WebSocket(server.url);
+   * await new Promise((resolve) => (client.onopen = resolve));
+   * client.send("ping");
+   * await new Promise((resolve) => (client.onmessage = resolve));
+   * console.log(server.metrics().messagesReceived); // 1
+   * client.close();
+   * await server.shutdown();
+   * ```
+   */
+  metrics(): ServerMetrics {
+    return this.#core.metrics();
+  }
+
+  /**
+   * Shuts down gracefully: stops accepting, drops handshakes in progress,
+   * sends a close frame (1001 by default) to every client after what was
+   * already queued for it, waits up to `timeout` for the closing handshakes,
+   * then drops whoever is left. Resolves (like `finished`) when all is closed.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    return this.#core.shutdown(options);
+  }
+
+  /** Shuts down; lets `await using server = serve(…)` clean up. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
+
+/**
+ * The server's internals: what connections and handshakes see of it. Kept
+ * apart from {@linkcode Server} so the public class shows only the public API.
+ */
+class ServerCore<T> implements SessionHost<T> {
+  readonly options: ResolvedOptions;
+  readonly handlers: Handlers<T>;
+  readonly scheme: "ws" | "wss";
+  readonly addr: Deno.NetAddr;
+  readonly finished: Promise<void>;
+  /** Coarse clock (ms since epoch), refreshed by housekeeping; connections read it instead of calling Date.now(). */
+  now: number = Date.now();
+  readonly connections = new Set<Connection<T>>();
+  readonly sockets = new Set<Socket<T>>();
+  readonly assemblyBudget: AssemblyBudget = new ByteBudget(ASSEMBLY_BUDGET_BYTES);
+
+  #listener: Deno.Listener;
+  #sessions = new Set<HttpSession<T>>();
+  /** Upgrades writing their 101: they count against maxConnections already. */
+  #reservedSlots = 0;
+  #topics = new Map<string, Set<Connection<T>>>();
+  // Metrics: what closed connections counted, and server-wide counters.
+  #closedTraffic: TrafficCounters = {
+    messagesReceived: 0,
+    messagesSent: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
+  };
+  #connectionsOpened = 0;
+  #closes: Record<number, number> = {};
+  #httpResponses: Record<number, number> = {};
+  #timer: ReturnType<typeof setInterval>;
+  #stopping: Promise<void> | null = null;
+  #resolveFinished!: () => void;
+  #allClosed: (() => void) | null = null;
+  /** The accept loop; it ends once the listener is really closed. */
+  #accepting: Promise<void>;
+  readonly readerOptions: ByteReaderOptions;
+  /**
+   * How many accepted TCP connections are still alive (handshake, then
+   * WebSocket). A count and two callbacks made once, not a set of promises
+   * with a `.catch` promise, a `.then` promise and a closure per connection:
+   * those stayed alive as long as each idle connection (idle memory).
+   */
+  #liveTasks = 0;
+  #tasksOver: (() => void) | null = null;
+  #taskEnded = (): void => {
+    if (--this.#liveTasks === 0 && this.#tasksOver !== null) this.#tasksOver();
+  };
+  #taskFailed = (error: unknown): void => {
+    this.reportError(error);
+    this.#taskEnded();
+  };
+
+  constructor(options: ServeOptions, handlers: Handlers<T>) {
+    this.options = resolveOptions(options);
+    this.handlers = handlers;
+    const { hostname, port, cert, key } = this.options;
+    this.scheme = cert !== undefined ? "wss" : "ws";
+    this.readerOptions = readerOptions(this.options);
+    // Passed only when asked for: the option is unstable in Deno, and without
+    // --unstable-net Deno ends the whole process (exit 70) instead of
+    // throwing. Deno.listenDatagram exists exactly when that flag is on.
+    if (
+      this.options.reusePort &&
+      typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function"
+    ) {
+      throw new TypeError("reusePort needs Deno's --unstable-net flag");
+    }
+    const reuse = this.options.reusePort ? { reusePort: true } : {};
+    this.#listener = cert !== undefined && key !== undefined
+      ? Deno.listenTls({ hostname, port, cert, key, ...reuse })
+      : Deno.listen({ hostname, port, ...reuse });
+    this.addr = this.#listener.addr as Deno.NetAddr;
+    this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
+    this.#timer = setInterval(() => this.#housekeeping(), housekeepingInterval(this.options));
+    const signal = this.options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) queueMicrotask(() => this.shutdown({}));
+      else signal.addEventListener("abort", () => this.shutdown({}), { once: true });
+    }
+    this.options.onListen?.(this.addr);
+    this.#accepting = this.#acceptLoop();
+  }
+
+  subscriberCount(topic: string): number {
+    return this.#topics.get(topic)?.size ?? 0;
+  }
+
+  shutdown(options: ShutdownOptions): Promise<void> {
+    this.#stopping ??= this.#shutdown(options);
+    return this.#stopping;
+  }
+
+  async #shutdown(options: ShutdownOptions): Promise<void> {
+    const code = options.code ?? CloseCode.GoingAway;
+    const reason = options.reason ?? "server shutting down";
+    const timeout = options.timeout ?? this.options.closeTimeout;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const session of this.#sessions) session.abort();
+    this.#sessions.clear();
+    if (this.connections.size > 0) {
+      const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
+      for (const connection of this.connections) connection.shutdown(code, reason);
+      await waitAtMost(allClosed, timeout);
+      for (const connection of [...this.connections]) connection.terminate();
+    }
+    clearInterval(this.#timer);
+    // Only when the pending accept has settled is the listening socket
+    // really closed: until then a connect could still be queued and reset.
+    await this.#accepting;
+    // Let every read loop and handshake unwind, so no socket operation of
+    // ours is pending once `finished` resolves. Bounded: an upgrade or fetch
+    // handler that never returns must not hold shutdown forever.
+    if (this.#liveTasks > 0) {
+      await waitAtMost(new Promise<void>((resolve) => this.#tasksOver = resolve), timeout);
+    }
+    this.#resolveFinished();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (this.#stopping === null) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#stopping !== null || error instanceof Deno.errors.BadResource) break;
+        // Out of descriptors and the like: report, pause briefly, keep serving.
+        this.reportError(error);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      this.#liveTasks++;
+      this.#handle(conn).then(this.#taskEnded, this.#taskFailed);
+    }
+  }
+
+  async #handle(conn: Deno.Conn): Promise<void> {
+    if (this.#stopping !== null) {
+      conn.close();
+      return;
+    }
+    try {
+      (conn as Deno.TcpConn).setNoDelay?.(true);
+    } catch {
+      // Not a TCP connection (or already reset): no Nagle to turn off.
+    }
+    const session = new HttpSession<T>(this, conn);
+    this.#sessions.add(session);
+    const connection = await session.run();
+    this.#sessions.delete(session);
+    // Counted as a task of its own and not returned: this frame, its promise
+    // and the session are freed while the connection lives on, leaving one
+    // promise and one reaction per idle connection (idle memory).
+    if (connection !== null) {
+      this.#liveTasks++;
+      connection.run().then(this.#taskEnded, this.#taskFailed);
+    }
+  }
+
+  #housekeeping(): void {
+    const now = this.now = Date.now();
+    for (const session of this.#sessions) {
+      if (now >= session.deadline) {
+        session.abort();
+        this.#sessions.delete(session);
+      }
+    }
+    for (const connection of this.connections) connection.tick(now);
+  }
+
+  canAccept(): boolean {
+    return this.#stopping === null &&
+      this.connections.size + this.#reservedSlots < this.options.maxConnections;
+  }
+
+  reserveSlot(): boolean {
+    if (!this.canAccept()) return false;
+    this.#reservedSlots++;
+    return true;
+  }
+
+  releaseSlot(): void {
+    this.#reservedSlots--;
+  }
+
+  connectionOpened(connection: Connection<T>): void {
+    this.connections.add(connection);
+    this.sockets.add(connection.socket);
+    this.#connectionsOpened++;
+  }
+
+  socketClosed(connection: Connection<T>, code: number): void {
+    this.sockets.delete(connection.socket);
+    this.#closes[code] = (this.#closes[code] ?? 0) + 1;
+  }
+
+  connectionClosed(connection: Connection<T>): void {
+    this.connections.delete(connection);
+    this.sockets.delete(connection.socket);
+    addTraffic(this.#closedTraffic, connection);
+    if (this.connections.size === 0 && this.#allClosed !== null) this.#allClosed();
+  }
+
+  httpResponded(status: number): void {
+    this.#httpResponses[status] = (this.#httpResponses[status] ?? 0) + 1;
+  }
+
+  metrics(): ServerMetrics {
+    const traffic = { ...this.#closedTraffic };
+    for (const connection of this.connections) addTraffic(traffic, connection);
+    return {
+      connections: this.sockets.size,
+      connectionsOpened: this.#connectionsOpened,
+      ...traffic,
+      closes: { ...this.#closes },
+      httpResponses: { ...this.#httpResponses },
+    };
+  }
+
+  setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void {
+    let members = this.#topics.get(topic);
+    if (subscribed) {
+      if (members === undefined) this.#topics.set(topic, members = new Set());
+      members.add(connection);
+    } else if (members !== undefined) {
+      members.delete(connection);
+      if (members.size === 0) this.#topics.delete(topic);
+    }
+  }
+
+  publishFrame(topic: string, message: SharedMessage, except: Connection<T> | null): number {
+    const members = this.#topics.get(topic);
+    if (members === undefined) return 0;
+    // Slow-consumer policy (publish and broadcast alike): a fan-out never
+    // waits for anyone and never queues without bound. Each subscriber gets
+    // the same frame through sendFrame, which refuses it when that
+    // subscriber already has more than maxBufferedAmount waiting; the
+    // subscriber is then failed with 1008 (its close handler hears 1008) and
+    // skipped from then on, while every other subscriber still gets this
+    // message and later ones. A refused message is not retried or queued.
+    let accepted = 0;
+    for (const connection of members) {
+      if (connection !== except && connection.sendShared(message)) accepted++;
+    }
+    return accepted;
+  }
+
+  reportError(error: unknown, socket?: Socket<T>): void {
+    const handler = this.handlers.error;
+    if (handler !== undefined) {
+      try {
+        handler.call(this.handlers, error, socket);
+        return;
+      } catch (secondary) {
+        error = secondary;
+      }
+    }
+    console.error("tsunagu:", error);
+  }
+}
+
+/**
+ * Starts a WebSocket server.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@tsunagu/ws";
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   message(socket, data) {
+ *     socket.send(data); // echo
+ *   },
+ * });
+ * const client = new WebSocket(server.url);
+ * client.onopen = () => client.send("ping?");
+ * const reply = await new Promise((resolve) => client.onmessage = (e) => resolve(e.data));
+ * console.log(reply); // "ping?"
+ * client.close();
+ * await server.shutdown();
+ * ```
+ */
+export function serve<T = undefined>(options: ServeOptions, handlers: Handlers<T> = {}): Server<T> {
+  return new Server<T>(options, handlers);
+}
