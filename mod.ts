@@ -51,6 +51,7 @@ export {
   validateServerResponse,
 } from "./src/protocol/client_handshake.ts";
 export { formatPrometheus, type ServerMetrics } from "./src/server/metrics.ts";
+export type { Broker, BrokerDeliver, BrokerMetrics } from "./src/server/broker.ts";
 export {
   type DeflateAgreement,
   type DeflateParams,

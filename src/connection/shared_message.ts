@@ -32,6 +32,11 @@ export class SharedMessage {
     this.#payload = toPayload(data);
   }
 
+  /** The payload as given: a string (text) or bytes (binary). */
+  get payload(): string | Uint8Array {
+    return this.#payload;
+  }
+
   /** The frame for a recipient with these compression parameters (null: none). */
   frameFor(deflate: DeflateParams | null): Uint8Array {
     const payload = this.#payload;

@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { BrokerMetrics } from "./broker.ts";
+
 /**
  * Counters of one server since it started, from `server.metrics()`.
  *
@@ -36,6 +38,8 @@ export interface ServerMetrics {
   closes: Record<number, number>;
   /** Plain HTTP responses (refused handshakes and `fetch` answers) by status. */
   httpResponses: Record<number, number>;
+  /** The broker's counters, when the server has a broker that keeps them. */
+  broker?: BrokerMetrics;
 }
 
 /** One connection's traffic counters, kept on the connection itself. */
@@ -130,5 +134,53 @@ export function formatPrometheus(metrics: ServerMetrics): string {
       "status",
       metrics.httpResponses,
     ),
+    ...(metrics.broker === undefined ? [] : [formatBroker(metrics.broker)]),
   ].join("\n") + "\n";
+}
+
+function formatBroker(broker: BrokerMetrics): string {
+  return [
+    single(
+      "tsunagu_broker_up",
+      "Whether the broker is connected (1) or not (0).",
+      "gauge",
+      +broker.up,
+    ),
+    single(
+      "tsunagu_broker_messages_out_total",
+      "Messages handed to the broker for other servers.",
+      "counter",
+      broker.messagesOut,
+    ),
+    single(
+      "tsunagu_broker_sent_bytes_total",
+      "Payload bytes handed to the broker.",
+      "counter",
+      broker.bytesOut,
+    ),
+    single(
+      "tsunagu_broker_messages_in_total",
+      "Messages from other servers delivered locally.",
+      "counter",
+      broker.messagesIn,
+    ),
+    single(
+      "tsunagu_broker_received_bytes_total",
+      "Payload bytes received from the broker.",
+      "counter",
+      broker.bytesIn,
+    ),
+    labelled(
+      "tsunagu_broker_dropped_total",
+      "Messages the broker did not carry, by cause.",
+      "cause",
+      broker.dropped,
+    ),
+    single(
+      "tsunagu_broker_reconnects_total",
+      "Broker connections lost (or not made) and tried again.",
+      "counter",
+      broker.reconnects,
+    ),
+  ].join("\n");
 }

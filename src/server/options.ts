@@ -16,6 +16,7 @@ import {
   type ResolvedConnectionOptions,
   type SocketHandlers,
 } from "../connection/options.ts";
+import type { Broker } from "./broker.ts";
 
 /**
  * Options for {@linkcode serve}. Every limit has a safe default; see the
@@ -79,6 +80,15 @@ export interface ServeOptions extends ConnectionOptions {
    * Default `false`, as in ws and Bun: compression costs CPU per message.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Carries topic messages to and from other servers (other processes or
+   * machines; e.g. a `RedisBroker`). `publish` still delivers to
+   * local subscribers at once; the broker brings other servers' messages to
+   * local subscribers only. The server starts it, keeps its subscriptions
+   * to the topics with local subscribers, and closes it on shutdown.
+   * `broadcast` stays local. Default: none.
+   */
+  broker?: Broker;
 }
 
 /**
@@ -191,10 +201,10 @@ export type ResolvedOptions =
   & Required<
     Omit<
       ServeOptions,
-      keyof ConnectionOptions | "cert" | "key" | "signal" | "onListen" | "protocols"
+      keyof ConnectionOptions | "cert" | "key" | "signal" | "onListen" | "protocols" | "broker"
     >
   >
-  & Pick<ServeOptions, "cert" | "key" | "signal" | "onListen" | "protocols">;
+  & Pick<ServeOptions, "cert" | "key" | "signal" | "onListen" | "protocols" | "broker">;
 
 /** The defaults, as documented on {@linkcode ServeOptions}. */
 export const DEFAULTS = {

@@ -19,6 +19,7 @@ import {
 import type { SendData, Socket } from "../connection/socket.ts";
 import type { AssemblyBudget } from "../protocol/message.ts";
 import type { ByteReaderOptions } from "../connection/byte_reader.ts";
+import type { Broker } from "./broker.ts";
 
 /**
  * Options for {@linkcode Server.shutdown}.
@@ -234,6 +235,8 @@ class ServerCore<T> implements SessionHost<T> {
   /** Upgrades writing their 101: they count against maxConnections already. */
   #reservedSlots = 0;
   #topics = new Map<string, Set<Connection<T>>>();
+  /** Carries topic messages to and from other servers (see broker.ts). */
+  #broker: Broker | undefined;
   // Metrics: what closed connections counted, and server-wide counters.
   #closedTraffic: TrafficCounters = {
     messagesReceived: 0,
@@ -294,6 +297,8 @@ class ServerCore<T> implements SessionHost<T> {
       if (signal.aborted) queueMicrotask(() => this.shutdown({}));
       else signal.addEventListener("abort", () => this.shutdown({}), { once: true });
     }
+    this.#broker = this.options.broker;
+    this.#startBroker();
     this.options.onListen?.(this.addr);
     this.#accepting = this.#acceptLoop();
   }
@@ -325,6 +330,7 @@ class ServerCore<T> implements SessionHost<T> {
       for (const connection of [...this.connections]) connection.terminate();
     }
     clearInterval(this.#timer);
+    await this.#closeBroker();
     // Only when the pending accept has settled is the listening socket
     // really closed: until then a connect could still be queued and reset.
     await this.#accepting;
@@ -434,21 +440,35 @@ class ServerCore<T> implements SessionHost<T> {
       ...traffic,
       closes: { ...this.#closes },
       httpResponses: { ...this.#httpResponses },
+      ...(this.#broker?.metrics ? { broker: this.#broker.metrics() } : {}),
     };
   }
 
   setSubscribed(connection: Connection<T>, topic: string, subscribed: boolean): void {
     let members = this.#topics.get(topic);
     if (subscribed) {
-      if (members === undefined) this.#topics.set(topic, members = new Set());
+      if (members === undefined) {
+        this.#topics.set(topic, members = new Set());
+        this.#broker?.subscribe(topic); // first local subscriber
+      }
       members.add(connection);
     } else if (members !== undefined) {
       members.delete(connection);
-      if (members.size === 0) this.#topics.delete(topic);
+      if (members.size === 0) {
+        this.#topics.delete(topic);
+        this.#broker?.unsubscribe(topic); // last local subscriber left
+      }
     }
   }
 
   publishFrame(topic: string, message: SharedMessage, except: Connection<T> | null): number {
+    // Other servers hear of it whether or not a local socket listens.
+    this.#broker?.publish(topic, message.payload);
+    return this.deliverLocal(topic, message, except);
+  }
+
+  /** Sends to this server's subscribers of `topic` only (what the broker brings goes here). */
+  deliverLocal(topic: string, message: SharedMessage, except: Connection<T> | null): number {
     const members = this.#topics.get(topic);
     if (members === undefined) return 0;
     // Slow-consumer policy (publish and broadcast alike): a fan-out never
@@ -463,6 +483,26 @@ class ServerCore<T> implements SessionHost<T> {
       if (connection !== except && connection.sendShared(message)) accepted++;
     }
     return accepted;
+  }
+
+  #startBroker(): void {
+    const broker = this.#broker;
+    if (broker === undefined) return;
+    try {
+      broker.start((topic, data) => {
+        if (this.#stopping === null) this.deliverLocal(topic, new SharedMessage(data), null);
+      });
+    } catch (error) {
+      this.reportError(error);
+    }
+  }
+
+  async #closeBroker(): Promise<void> {
+    try {
+      await this.#broker?.close();
+    } catch (error) {
+      this.reportError(error);
+    }
   }
 
   reportError(error: unknown, socket?: Socket<T>): void {
