@@ -52,6 +52,15 @@ export {
 } from "./src/protocol/client_handshake.ts";
 export { formatPrometheus, type ServerMetrics } from "./src/server/metrics.ts";
 export type { Broker, BrokerDeliver, BrokerMetrics } from "./src/server/broker.ts";
+export { ChannelBroker } from "./src/server/channel_broker.ts";
+export {
+  serveInWorker,
+  serveWorkers,
+  type WorkerInit,
+  workerInit,
+  WorkerPool,
+  type WorkersOptions,
+} from "./src/server/workers.ts";
 export {
   type DeflateAgreement,
   type DeflateParams,
