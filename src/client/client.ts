@@ -17,7 +17,7 @@ import {
 import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import { decodeRequestHead, findHeadEnd } from "../protocol/handshake.ts";
 import {
-  checkNonNegative,
+  checkDuration,
   resolveConnectionOptions,
   type ResolvedConnectionOptions,
 } from "../connection/options.ts";
@@ -231,7 +231,7 @@ export async function connect(
     closeTimeout: options.closeTimeout,
     idleTimeout: 0,
   });
-  const handshakeTimeout = checkNonNegative(
+  const handshakeTimeout = checkDuration(
     "handshakeTimeout",
     options.handshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT,
   );

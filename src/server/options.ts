@@ -10,6 +10,7 @@ import {
 } from "../protocol/permessage_deflate.ts";
 import type { ReadMode } from "../connection/byte_reader.ts";
 import {
+  checkDuration,
   checkNonNegative,
   CONNECTION_DEFAULTS,
   type ConnectionOptions,
@@ -215,6 +216,8 @@ export const DEFAULTS = {
  * Applies defaults and checks ranges.
  *
  * @throws {RangeError} for a negative, non-numeric or out-of-range value.
+ * @throws {TypeError} for a duration from 1 to 99 ms: durations are
+ * milliseconds, and such a value is almost surely seconds.
  */
 export function resolveOptions(options: ServeOptions): ResolvedOptions {
   const resolved = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
@@ -225,14 +228,18 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
       "maxBodyBytes",
       "maxConnections",
       "maxBufferedAmount",
+      "readBufferSize",
+    ] as const
+  ) checkNonNegative(name, resolved[name]);
+  for (
+    const name of [
       "handshakeTimeout",
       "idleTimeout",
       "pingInterval",
       "pongTimeout",
       "closeTimeout",
-      "readBufferSize",
     ] as const
-  ) checkNonNegative(name, resolved[name]);
+  ) checkDuration(name, resolved[name]);
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${resolved.port}`);
   }
