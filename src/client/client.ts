@@ -97,6 +97,7 @@ export type ClientWebSocket = Socket<undefined>;
 class ClientHost implements ConnectionHost<undefined> {
   readonly options: ResolvedConnectionOptions;
   readonly handlers = {};
+  readonly owner = undefined;
   now = Date.now();
   #timer: ReturnType<typeof setInterval> | null = null;
   #starting: ReturnType<typeof setTimeout> | null = null;

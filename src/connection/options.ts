@@ -139,6 +139,11 @@ export function resolveConnectionOptions(options: ConnectionOptions): ResolvedCo
  * `open` or `message` closes that socket with 1011 and is passed to `error`.
  * The server's {@linkcode Handlers} add `upgrade` and `fetch`.
  *
+ * Every handler gets, as its last argument, what owns the connection (`S`):
+ * for a server, the `Server` itself, so handlers can `publish` or read
+ * `metrics()` without a closure over the variable `serve()` returns (a
+ * closure TypeScript cannot type without an annotation).
+ *
  * @example
  * ```ts
  * import type { SocketHandlers } from "@tsunagu/ws";
@@ -153,15 +158,15 @@ export function resolveConnectionOptions(options: ConnectionOptions): ResolvedCo
  * console.log(typeof echo.message); // function
  * ```
  */
-export interface SocketHandlers<T = undefined> {
+export interface SocketHandlers<T = undefined, S = unknown> {
   /** A connection is open. */
-  open?(socket: Socket<T>): unknown;
+  open?(socket: Socket<T>, server: S): unknown;
   /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
-  message?(socket: Socket<T>, data: string | Uint8Array): unknown;
+  message?(socket: Socket<T>, data: string | Uint8Array, server: S): unknown;
   /** A connection closed: the peer's code (1005 none, 1006 dropped) or the one we failed it with. */
-  close?(socket: Socket<T>, code: number, reason: string): unknown;
+  close?(socket: Socket<T>, code: number, reason: string, server: S): unknown;
   /** A pong arrived (heartbeat replies included). */
-  pong?(socket: Socket<T>, payload: Uint8Array): unknown;
+  pong?(socket: Socket<T>, payload: Uint8Array, server: S): unknown;
   /** A handler failed; the socket, if any, is being closed with 1011. */
-  error?(error: unknown, socket?: Socket<T>): void;
+  error?(error: unknown, socket: Socket<T> | undefined, server: S): void;
 }
