@@ -31,7 +31,7 @@ function runWorker(port: number, hostname: string): void {
   const server = serve<{ room: string }>({ port, hostname, reusePort: true }, {
     upgrade: (request) => ({ data: { room: new URL(request.url).pathname } }),
     open: (socket) => void socket.subscribe(socket.data.room),
-    message(socket, data) {
+    message(socket, data, server) {
       server.publish(socket.data.room, data);
       relay.postMessage({ room: socket.data.room, data } satisfies RoomMessage);
     },

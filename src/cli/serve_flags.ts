@@ -9,6 +9,7 @@
 import { CHAT_SOCKET_PATH } from "./chat.ts";
 import { type CliError, fail } from "./cli_error.ts";
 import { formatDuration, formatSize, parseDuration, parseSize } from "./values.ts";
+import { MIN_DURATION_MS } from "../connection/options.ts";
 import { DEFAULTS } from "../server/options.ts";
 
 /**
@@ -239,6 +240,8 @@ const FLAGS: readonly FlagSpec[] = [
     set(config, value) {
       const ms = parseDuration(value);
       if (ms === null) return "expected a duration such as 30s, 5m or 0";
+      // As serve() requires: under 100 ms is no useful timeout (0 turns it off).
+      if (ms > 0 && ms < MIN_DURATION_MS) return "expected 0 (off) or at least 100ms";
       config.idleTimeout = ms;
     },
   },

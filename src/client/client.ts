@@ -17,7 +17,7 @@ import {
 import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import { decodeRequestHead, findHeadEnd } from "../protocol/handshake.ts";
 import {
-  checkNonNegative,
+  checkDuration,
   resolveConnectionOptions,
   type ResolvedConnectionOptions,
 } from "../connection/options.ts";
@@ -97,6 +97,7 @@ export type ClientWebSocket = Socket<undefined>;
 class ClientHost implements ConnectionHost<undefined> {
   readonly options: ResolvedConnectionOptions;
   readonly handlers = {};
+  readonly owner = undefined;
   now = Date.now();
   #timer: ReturnType<typeof setInterval> | null = null;
   #starting: ReturnType<typeof setTimeout> | null = null;
@@ -231,7 +232,7 @@ export async function connect(
     closeTimeout: options.closeTimeout,
     idleTimeout: 0,
   });
-  const handshakeTimeout = checkNonNegative(
+  const handshakeTimeout = checkDuration(
     "handshakeTimeout",
     options.handshakeTimeout ?? CLIENT_HANDSHAKE_TIMEOUT,
   );

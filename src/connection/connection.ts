@@ -41,6 +41,8 @@ import type { SocketEvents } from "./socket_events.ts";
 export interface ConnectionHost<T> {
   readonly options: ResolvedConnectionOptions;
   readonly handlers: SocketHandlers<T>;
+  /** Passed to every handler as its last argument: the `Server`, for a server's connections. */
+  readonly owner: unknown;
   /** A coarse clock (ms), refreshed by the server's housekeeping timer. */
   readonly now: number;
   /** Bytes all connections together may allocate for messages on their headers' word. */
@@ -214,7 +216,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   /** Runs the connection: calls `open`, then reads until the connection ends. */
   run(): Promise<void> {
-    this.#callHandler(this.#host.handlers.open, this.socket);
+    this.#callHandler(this.#host.handlers.open, this.socket, this.#host.owner);
     // Not async: returning the loop's promise keeps one suspended async
     // frame per open connection instead of two (idle memory).
     return this.#readLoop();
@@ -314,7 +316,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   onPong(payload: Uint8Array): void {
     this.#pingOutstanding = false;
     const handler = this.#host.handlers.pong;
-    if (handler !== undefined) this.#callHandler(handler, this.socket, payload.slice());
+    if (handler !== undefined) {
+      this.#callHandler(handler, this.socket, payload.slice(), this.#host.owner);
+    }
   }
 
   /** The peer's close frame: echo it, then close TCP once it is written. */
@@ -345,7 +349,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       // #callHandler inlined for the per-message path: a direct call instead
       // of a rest-arguments array and apply() on every message.
       try {
-        const result = handler.call(handlers, this.socket, data);
+        const result = handler.call(handlers, this.socket, data, this.#host.owner);
         if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
       } catch (error) {
         this.handlerFailed(error);
@@ -629,7 +633,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#host.socketClosed(this, code);
     const info: CloseInfo = { code, reason, wasClean };
     this.closeInfo = info;
-    this.#callHandler(this.#host.handlers.close, this.socket, code, reason);
+    this.#callHandler(this.#host.handlers.close, this.socket, code, reason, this.#host.owner);
     this.events?.close(info);
   }
 

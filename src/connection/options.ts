@@ -12,7 +12,8 @@ import type { Socket } from "./socket.ts";
 
 /**
  * Limits and timeouts of one WebSocket connection. Durations are
- * milliseconds; sizes are bytes. See the README's "Limits and security"
+ * milliseconds (1 to 99 are refused as a likely slip for seconds); sizes
+ * are bytes. See the README's "Limits and security"
  * section for why each default was chosen.
  *
  * @example
@@ -77,17 +78,56 @@ export function checkNonNegative(name: string, value: number): number {
   return value;
 }
 
+/** The smallest non-zero duration accepted, in milliseconds. */
+export const MIN_DURATION_MS = 100;
+
+/**
+ * Checks a duration option: a number of milliseconds >= 0, where a value
+ * from 1 to 99 is refused. Durations are milliseconds everywhere, as in
+ * `setTimeout`; other servers (Bun's `idleTimeout: 120`) take seconds, and
+ * a value written in seconds would otherwise act at once — `idleTimeout:
+ * 120` would close every client after 0.12 s without a word. No timeout
+ * this short is useful on a network, so the mistake is caught instead.
+ *
+ * @throws {RangeError} for a negative or non-numeric value.
+ * @throws {TypeError} for a value from 1 to 99 ms, naming the option.
+ */
+export function checkDuration(name: string, value: number): number {
+  checkNonNegative(name, value);
+  if (value > 0 && value < MIN_DURATION_MS) {
+    throw new TypeError(
+      `${name} is in milliseconds: ${value} ms is too short to be meant ` +
+        `(for ${value} s write ${
+          value * 1000
+        }); use 0 to turn it off or at least ${MIN_DURATION_MS}`,
+    );
+  }
+  return value;
+}
+
+/** The options of {@linkcode ConnectionOptions} that are durations (ms). */
+const DURATIONS: ReadonlySet<string> = new Set([
+  "idleTimeout",
+  "pingInterval",
+  "pongTimeout",
+  "closeTimeout",
+]);
+
 /**
  * Applies the connection defaults to `options` (undefined fields take the
  * default) and checks ranges.
  *
  * @throws {RangeError} for a negative or non-numeric value.
+ * @throws {TypeError} for a duration from 1 to 99 ms (see {@linkcode checkDuration}).
  */
 export function resolveConnectionOptions(options: ConnectionOptions): ResolvedConnectionOptions {
   const resolved = { ...CONNECTION_DEFAULTS };
   for (const name of Object.keys(CONNECTION_DEFAULTS) as (keyof ConnectionOptions)[]) {
     const value = options[name];
-    if (value !== undefined) resolved[name] = checkNonNegative(name, value);
+    if (value === undefined) continue;
+    resolved[name] = DURATIONS.has(name)
+      ? checkDuration(name, value)
+      : checkNonNegative(name, value);
   }
   return resolved;
 }
@@ -98,6 +138,11 @@ export function resolveConnectionOptions(options: ConnectionOptions): ResolvedCo
  * promise counts as a throw). An exception thrown (or promise rejected) in
  * `open` or `message` closes that socket with 1011 and is passed to `error`.
  * The server's {@linkcode Handlers} add `upgrade` and `fetch`.
+ *
+ * Every handler gets, as its last argument, what owns the connection (`S`):
+ * for a server, the `Server` itself, so handlers can `publish` or read
+ * `metrics()` without a closure over the variable `serve()` returns (a
+ * closure TypeScript cannot type without an annotation).
  *
  * @example
  * ```ts
@@ -113,15 +158,15 @@ export function resolveConnectionOptions(options: ConnectionOptions): ResolvedCo
  * console.log(typeof echo.message); // function
  * ```
  */
-export interface SocketHandlers<T = undefined> {
+export interface SocketHandlers<T = undefined, S = unknown> {
   /** A connection is open. */
-  open?(socket: Socket<T>): unknown;
+  open?(socket: Socket<T>, server: S): unknown;
   /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
-  message?(socket: Socket<T>, data: string | Uint8Array): unknown;
+  message?(socket: Socket<T>, data: string | Uint8Array, server: S): unknown;
   /** A connection closed: the peer's code (1005 none, 1006 dropped) or the one we failed it with. */
-  close?(socket: Socket<T>, code: number, reason: string): unknown;
+  close?(socket: Socket<T>, code: number, reason: string, server: S): unknown;
   /** A pong arrived (heartbeat replies included). */
-  pong?(socket: Socket<T>, payload: Uint8Array): unknown;
+  pong?(socket: Socket<T>, payload: Uint8Array, server: S): unknown;
   /** A handler failed; the socket, if any, is being closed with 1011. */
-  error?(error: unknown, socket?: Socket<T>): void;
+  error?(error: unknown, socket: Socket<T> | undefined, server: S): void;
 }

@@ -26,6 +26,7 @@ import {
   validateUpgrade,
 } from "../protocol/handshake.ts";
 import type { Handlers, ResolvedOptions, UpgradeAccept } from "./options.ts";
+import type { Server } from "./server.ts";
 
 /** What the server provides to a handshake in progress. */
 export interface SessionHost<T> extends ConnectionHost<T> {
@@ -33,6 +34,8 @@ export interface SessionHost<T> extends ConnectionHost<T> {
   readonly options: ResolvedOptions;
   /** The server's handlers: the connection's plus `upgrade` and `fetch`. */
   readonly handlers: Handlers<T>;
+  /** The public server, given to every handler. */
+  readonly owner: Server<T>;
   /** Whether another WebSocket connection may open (maxConnections). */
   canAccept(): boolean;
   /**
@@ -278,6 +281,7 @@ export class HttpSession<T> {
       const result = await hook.call(host.handlers, request, {
         remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
         protocols: upgrade.protocols,
+        server: host.owner,
       });
       if (result instanceof Response) {
         await this.#respond(result, head);
@@ -382,6 +386,7 @@ export class HttpSession<T> {
     try {
       response = await fetch.call(this.#host.handlers, request, {
         remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
+        server: this.#host.owner,
       });
     } catch (error) {
       this.#host.reportError(error);

@@ -10,6 +10,7 @@ import {
 } from "../protocol/permessage_deflate.ts";
 import type { ReadMode } from "../connection/byte_reader.ts";
 import {
+  checkDuration,
   checkNonNegative,
   CONNECTION_DEFAULTS,
   type ConnectionOptions,
@@ -17,6 +18,7 @@ import {
   type SocketHandlers,
 } from "../connection/options.ts";
 import type { Broker } from "./broker.ts";
+import type { Server } from "./server.ts";
 
 /**
  * Options for {@linkcode serve}. Every limit has a safe default; see the
@@ -96,12 +98,18 @@ export interface ServeOptions extends ConnectionOptions {
  *
  * @example
  * ```ts
- * import type { UpgradeInfo } from "@tsunagu/ws";
+ * import { serve, type UpgradeInfo } from "@tsunagu/ws";
  * function pickProtocol(info: UpgradeInfo): string | undefined {
  *   return info.protocols.find((protocol) => protocol === "chat");
  * }
- * const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
- * console.log(pickProtocol({ remoteAddr, protocols: ["superchat", "chat"] })); // chat
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   upgrade: (_request, info) => ({ protocol: pickProtocol(info) }),
+ * });
+ * const client = new WebSocket(server.url, ["superchat", "chat"]);
+ * await new Promise((resolve) => client.onopen = resolve);
+ * console.log(client.protocol); // chat
+ * client.close();
+ * await server.shutdown();
  * ```
  */
 export interface UpgradeInfo {
@@ -109,6 +117,12 @@ export interface UpgradeInfo {
   remoteAddr: Deno.NetAddr;
   /** Subprotocols offered by the client, in its order of preference. */
   protocols: string[];
+  /**
+   * The server the request came to. Typed without its socket data type:
+   * a parameter typed from `T` would stop TypeScript inferring `T` from
+   * what `upgrade` returns.
+   */
+  server: Server<unknown>;
 }
 
 /**
@@ -144,18 +158,26 @@ export interface UpgradeAccept<T> {
  *
  * @example
  * ```ts
- * import type { RequestInfo } from "@tsunagu/ws";
+ * import { type RequestInfo, serve } from "@tsunagu/ws";
  * function fetchHandler(_request: Request, info: RequestInfo): Response {
- *   return new Response(`hello ${info.remoteAddr.hostname}`);
+ *   const open = info.server.connectionCount;
+ *   return new Response(`hello ${info.remoteAddr.hostname}, ${open} sockets open`);
  * }
- * const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: "127.0.0.1", port: 50000 };
- * const response = fetchHandler(new Request("http://localhost/"), { remoteAddr });
- * console.log(await response.text()); // hello 127.0.0.1
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, { fetch: fetchHandler });
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * console.log(await response.text()); // hello 127.0.0.1, 0 sockets open
+ * await server.shutdown();
  * ```
  */
 export interface RequestInfo {
   /** The client's address. */
   remoteAddr: Deno.NetAddr;
+  /**
+   * The server the request came to. Typed without its socket data type:
+   * a parameter typed from `T` would stop TypeScript inferring `T` from
+   * what `upgrade` returns.
+   */
+  server: Server<unknown>;
 }
 
 /**
@@ -181,7 +203,7 @@ export interface RequestInfo {
  * };
  * ```
  */
-export interface Handlers<T = undefined> extends SocketHandlers<T> {
+export interface Handlers<T = undefined> extends SocketHandlers<T, Server<T>> {
   /**
    * Decides on an upgrade request (auth, origin check, subprotocol, user
    * data). Return a `Response` to refuse, or nothing / {@linkcode UpgradeAccept}
@@ -225,6 +247,8 @@ export const DEFAULTS = {
  * Applies defaults and checks ranges.
  *
  * @throws {RangeError} for a negative, non-numeric or out-of-range value.
+ * @throws {TypeError} for a duration from 1 to 99 ms: durations are
+ * milliseconds, and such a value is almost surely seconds.
  */
 export function resolveOptions(options: ServeOptions): ResolvedOptions {
   const resolved = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
@@ -235,14 +259,18 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
       "maxBodyBytes",
       "maxConnections",
       "maxBufferedAmount",
+      "readBufferSize",
+    ] as const
+  ) checkNonNegative(name, resolved[name]);
+  for (
+    const name of [
       "handshakeTimeout",
       "idleTimeout",
       "pingInterval",
       "pongTimeout",
       "closeTimeout",
-      "readBufferSize",
     ] as const
-  ) checkNonNegative(name, resolved[name]);
+  ) checkDuration(name, resolved[name]);
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
     throw new RangeError(`port must be an integer from 0 to 65535, got ${resolved.port}`);
   }

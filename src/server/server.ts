@@ -115,7 +115,7 @@ export class Server<T = undefined> {
 
   /** Starts listening. Prefer {@linkcode serve}. */
   constructor(options: ServeOptions, handlers: Handlers<T>) {
-    this.#core = new ServerCore(options, handlers);
+    this.#core = new ServerCore(options, handlers, this);
   }
 
   /** The address the server listens on. */
@@ -221,6 +221,8 @@ export class Server<T = undefined> {
 class ServerCore<T> implements SessionHost<T> {
   readonly options: ResolvedOptions;
   readonly handlers: Handlers<T>;
+  /** The public server: every handler gets it as its last argument. */
+  readonly owner: Server<T>;
   readonly scheme: "ws" | "wss";
   readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
@@ -270,9 +272,10 @@ class ServerCore<T> implements SessionHost<T> {
     this.#taskEnded();
   };
 
-  constructor(options: ServeOptions, handlers: Handlers<T>) {
+  constructor(options: ServeOptions, handlers: Handlers<T>, owner: Server<T>) {
     this.options = resolveOptions(options);
     this.handlers = handlers;
+    this.owner = owner;
     const { hostname, port, cert, key } = this.options;
     this.scheme = cert !== undefined ? "wss" : "ws";
     this.readerOptions = readerOptions(this.options);
@@ -509,7 +512,7 @@ class ServerCore<T> implements SessionHost<T> {
     const handler = this.handlers.error;
     if (handler !== undefined) {
       try {
-        handler.call(this.handlers, error, socket);
+        handler.call(this.handlers, error, socket, this.owner);
         return;
       } catch (secondary) {
         error = secondary;

@@ -209,6 +209,11 @@ Deno.test("cli args: every mistake is one error line naming the problem", () => 
     [["serve", "--max-connections", "0"], /for --max-connections/, "serve"],
     [["serve", "--max-connections", "many"], /for --max-connections/, "serve"],
     [["serve", "--idle-timeout", "soon"], /for --idle-timeout: expected a duration/, "serve"],
+    [
+      ["serve", "--idle-timeout", "50ms"],
+      /for --idle-timeout: expected 0 \(off\) or at least 100ms/,
+      "serve",
+    ],
     [["serve", "--log-format", "xml"], /for --log-format: expected text, json/, "serve"],
     [["serve", "--quiet=yes"], /--quiet takes no value/, "serve"],
     [["serve", "--cert", "c.pem"], /--cert and --key must be given together/, "serve"],

@@ -80,11 +80,12 @@ for (
   Deno.test(`${name}: that socket is closed with 1011, the error is reported, the server keeps serving`, async () => {
     // The failing handlers apply to paths under /fail; anything else is echoed.
     const h = startServer({}, {
-      open: (socket) => socket.url.includes("/fail") ? handlers.open?.(socket) : undefined,
-      message: (socket, data) =>
+      open: (socket, server) =>
+        socket.url.includes("/fail") ? handlers.open?.(socket, server) : undefined,
+      message: (socket, data, server) =>
         socket.url.includes("/fail")
-          ? handlers.message?.(socket, data)
-          : echo.message!(socket, data),
+          ? handlers.message?.(socket, data, server)
+          : echo.message!(socket, data, server),
     });
     const bystander = await TestClient.open(`${h.server.url}/ok`);
     const victim = await TestClient.open(`${h.server.url}/fail`);

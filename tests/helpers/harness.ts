@@ -73,17 +73,17 @@ export function startServer<T = undefined>(
   const errors: unknown[] = [];
   const server = serve<T>({ port: 0, hostname: "127.0.0.1", ...options }, {
     ...handlers,
-    open(socket) {
+    open(socket, server) {
       opened.push(socket);
-      return handlers.open?.(socket);
+      return handlers.open?.(socket, server);
     },
-    close(socket, code, reason) {
+    close(socket, code, reason, server) {
       closed.push({ socket: socket as ServerWebSocket<unknown>, code, reason });
-      return handlers.close?.(socket, code, reason);
+      return handlers.close?.(socket, code, reason, server);
     },
-    error(error, socket) {
+    error(error, socket, server) {
       errors.push(error);
-      handlers.error?.(error, socket);
+      handlers.error?.(error, socket, server);
     },
   });
   return { server, port: server.addr.port, opened, closed, errors };
