@@ -19,7 +19,7 @@ Deno.test("handlers get the server: publish, metrics and fetch without a closure
       seen.push(`open ${server.subscriberCount("room")}`);
     },
     message: (socket, data, server) => server.publish("room", `${socket.data.name}: ${data}`),
-    close: (socket, code, _reason, server) => seen.push(`close ${code} ${server.connectionCount}`),
+    close: (_socket, code, _reason, server) => seen.push(`close ${code} ${server.connectionCount}`),
     fetch: (_request, { server }) => new Response(`${server.metrics().connections} open`),
   });
   try {
