@@ -13,12 +13,14 @@ import type { ServeConfig } from "./serve_flags.ts";
 import { createStaticHandler, type StaticHandler } from "./static_files.ts";
 import { VERSION } from "./version.ts";
 import { formatPrometheus } from "../server/metrics.ts";
-import type { Handlers } from "../server/options.ts";
+import type { Handlers, ServeOptions } from "../server/options.ts";
 import { serve, type Server } from "../server/server.ts";
+import { serveWorkers } from "../server/workers.ts";
 
 /** How long a graceful shutdown waits for clients' closing handshakes, in ms. */
 const SHUTDOWN_TIMEOUT = 5_000;
-async function readPem(path: string, flag: string): Promise<string> {
+/** Reads a PEM file named by `flag`; a clear StartError otherwise. */
+export async function readPem(path: string, flag: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
@@ -26,7 +28,8 @@ async function readPem(path: string, flag: string): Promise<string> {
   }
 }
 
-async function openStatic(dir: string): Promise<StaticHandler> {
+/** Opens the --static directory; a clear StartError otherwise. */
+export async function openStatic(dir: string): Promise<StaticHandler> {
   try {
     return await createStaticHandler(dir);
   } catch (error) {
@@ -35,7 +38,7 @@ async function openStatic(dir: string): Promise<StaticHandler> {
 }
 
 /** What the server keeps per connection, for routing and logging. */
-interface Peer {
+export interface Peer {
   /** The request path: the room in broadcast and chat modes. */
   path: string;
   /** The client's `host:port`. */
@@ -87,7 +90,8 @@ function httpHandler(
   };
 }
 
-function handlers(
+/** The handlers of `tsunagu serve` for `config` (the same in one process or in each worker). */
+export function serveHandlers(
   config: ServeConfig,
   logger: Logger,
   files: StaticHandler | undefined,
@@ -145,63 +149,76 @@ function handlers(
   };
 }
 
+/** The `serve()` options `config` asks for. */
+export function serveOptions(
+  config: ServeConfig,
+  tls: { cert: string; key: string } | undefined,
+): ServeOptions {
+  return {
+    port: config.port,
+    hostname: config.hostname,
+    ...tls,
+    maxPayload: config.maxPayload,
+    maxConnections: config.maxConnections,
+    idleTimeout: config.idleTimeout,
+    perMessageDeflate: config.deflate,
+    reusePort: config.reusePort,
+  };
+}
+
 function startServer(
   config: ServeConfig,
   tls: { cert: string; key: string } | undefined,
   serverHandlers: Handlers<Peer>,
   onListen: CliIo["onListen"],
 ): Server<Peer> {
-  const where = `${config.hostname}:${config.port}`;
   try {
-    return serve<Peer>({
-      port: config.port,
-      hostname: config.hostname,
-      ...tls,
-      maxPayload: config.maxPayload,
-      maxConnections: config.maxConnections,
-      idleTimeout: config.idleTimeout,
-      perMessageDeflate: config.deflate,
-      reusePort: config.reusePort,
-      onListen,
-    }, serverHandlers);
+    return serve<Peer>({ ...serveOptions(config, tls), onListen }, serverHandlers);
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw permissionError(error, "--allow-net");
+    throw listenError(error, config, tls !== undefined);
+  }
+}
+
+/** A failure to listen, as the one line and exit code the user sees. */
+export function listenError(error: unknown, config: ServeConfig, tls: boolean): StartError {
+  const where = `${config.hostname}:${config.port}`;
+  {
+    if (error instanceof Deno.errors.NotCapable) return permissionError(error, "--allow-net");
     const message = (error as Error).message;
     if (/--unstable-net/.test(message)) {
-      throw new StartError(
-        "--reuse-port needs deno's --unstable-net flag (deno run --unstable-net …)",
+      return new StartError(
+        "--reuse-port and --workers need deno's --unstable-net flag (deno run --unstable-net …)",
         2,
       );
     }
     if (error instanceof Deno.errors.AddrInUse) {
-      throw new StartError(`cannot listen on ${where}: address already in use`, 1);
+      return new StartError(`cannot listen on ${where}: address already in use`, 1);
     }
     if (error instanceof Deno.errors.PermissionDenied) {
-      throw new StartError(
+      return new StartError(
         `cannot listen on ${where}: the operating system refused (ports below 1024 usually ` +
           `need privileges; try a higher --port)`,
         1,
       );
     }
     if (
-      tls !== undefined &&
+      tls &&
       (error instanceof Deno.errors.InvalidData || /\b(key|cert)/i.test(message))
     ) {
-      throw new StartError(`invalid --cert or --key: ${message}`, 2);
+      return new StartError(`invalid --cert or --key: ${message}`, 2);
     }
     if (error instanceof Deno.errors.AddrNotAvailable || /lookup address/.test(message)) {
-      throw new StartError(`cannot listen on ${where} (check --hostname): ${message}`, 2);
+      return new StartError(`cannot listen on ${where} (check --hostname): ${message}`, 2);
     }
-    throw new StartError(`cannot listen on ${where}: ${message}`, 1);
+    return new StartError(`cannot listen on ${where}: ${message}`, 1);
   }
 }
 
 /** The URLs to show at start-up: WebSocket first, then HTTP when pages are served. */
-function listeningUrls(server: Server<Peer>, config: ServeConfig, httpServed: boolean) {
-  const { hostname, port } = server.addr;
-  const hosts = [formatAddr(server.addr)];
+function listeningUrls(addr: Deno.NetAddr, tls: boolean, config: ServeConfig, httpServed: boolean) {
+  const { hostname, port } = addr;
+  const hosts = [formatAddr(addr)];
   if (hostname === "0.0.0.0" || hostname === "::") hosts.push(`localhost:${port}`);
-  const tls = server.url.startsWith("wss:");
   const path = config.path ?? (config.mode === "chat" ? CHAT_SOCKET_PATH : "/");
   return {
     ws: hosts.map((host) => `${tls ? "wss" : "ws"}://${host}${path}`),
@@ -246,15 +263,31 @@ export async function runServe(
   const files = config.staticDir !== undefined ? await openStatic(config.staticDir) : undefined;
   const logger = new Logger({ format: config.logFormat, quiet: config.quiet, out, err });
   let running: Server<Peer> | undefined;
-  const serverHandlers = handlers(config, logger, files, () => running!);
-  const server = running = startServer(config, tls, serverHandlers, io.onListen);
+  const serverHandlers = serveHandlers(config, logger, files, () => running!);
+  // One server here, or one per worker on a shared port (--workers).
+  const server: Pick<Server<Peer>, "addr" | "finished" | "shutdown"> = config.workers > 1
+    ? await startWorkers(config, io.onListen)
+    : running = startServer(config, tls, serverHandlers, io.onListen);
 
-  const urls = listeningUrls(server, config, serverHandlers.fetch !== undefined);
+  const urls = listeningUrls(
+    server.addr,
+    tls !== undefined,
+    config,
+    serverHandlers.fetch !== undefined,
+  );
   const pathNote = config.path === undefined ? "" : `, upgrades on ${config.path} only`;
+  const workersNote = config.workers > 1 ? `, ${config.workers} workers` : "";
   logger.info(
     "listening",
-    `tsunagu ${VERSION} listening on ${urls.ws.join(" ")} (mode ${config.mode}${pathNote})`,
-    { version: VERSION, urls: urls.ws, mode: config.mode, path: config.path },
+    `tsunagu ${VERSION} listening on ${urls.ws.join(" ")} ` +
+      `(mode ${config.mode}${pathNote}${workersNote})`,
+    {
+      version: VERSION,
+      urls: urls.ws,
+      mode: config.mode,
+      path: config.path,
+      workers: config.workers,
+    },
   );
   if (urls.http.length > 0) {
     const what = [
@@ -288,4 +321,30 @@ export async function runServe(
   } finally {
     removeTriggers();
   }
+}
+
+/**
+ * Starts `config.workers` workers sharing the port, each running
+ * `serve_worker.ts` (the same handlers as one process) with the pool's
+ * in-process broker, so rooms span every worker.
+ */
+async function startWorkers(
+  config: ServeConfig,
+  onListen: CliIo["onListen"],
+): Promise<Pick<Server<Peer>, "addr" | "finished" | "shutdown">> {
+  const pool = serveWorkers(new URL("./serve_worker.ts", import.meta.url), {
+    workers: config.workers,
+    port: config.port,
+    hostname: config.hostname,
+    data: config,
+    onListen,
+    onWorkerError: (error, index) =>
+      console.error(`tsunagu: worker ${index} failed and is being replaced: ${error}`),
+  });
+  try {
+    await pool.listening;
+  } catch (error) {
+    throw listenError(error, config, config.certFile !== undefined);
+  }
+  return pool;
 }

@@ -83,6 +83,8 @@ export interface ServeConfig {
   deflate: boolean;
   /** Whether to share the port with other tsunagu processes (SO_REUSEPORT). */
   reusePort: boolean;
+  /** Servers to run on the port, one per worker, sharing rooms (1: no workers). */
+  workers: number;
 }
 
 /** The defaults of `tsunagu serve`, as the help text shows them. */
@@ -98,6 +100,7 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   quiet: false,
   deflate: false,
   reusePort: false,
+  workers: 1,
 };
 
 type Setter = (config: ServeConfig, value: string) => string | undefined;
@@ -273,6 +276,24 @@ const FLAGS: readonly FlagSpec[] = [
     shown: "off",
     set(config) {
       config.reusePort = true;
+    },
+  },
+  {
+    name: "workers",
+    value: "N",
+    help: "run N servers in workers on the port,\nrooms shared; auto: one per core\n" +
+      "(needs deno --unstable-net)",
+    shown: "1",
+    set(config, value) {
+      if (value === "auto") {
+        config.workers = Math.max(1, navigator.hardwareConcurrency || 1);
+        return;
+      }
+      const workers = Number(value);
+      if (!/^\d+$/.test(value) || workers < 1 || workers > 256) {
+        return "expected auto or an integer from 1 to 256";
+      }
+      config.workers = workers;
     },
   },
   {

@@ -73,6 +73,8 @@ const START_TIMEOUT = 30_000;
 interface Slot {
   index: number;
   worker: Worker | null;
+  /** The worker has said it listens. */
+  listening: boolean;
   started: number;
   restartDelay: number;
   finished: (() => void) | null;
@@ -147,6 +149,7 @@ export class WorkerPool {
       const slot: Slot = {
         index,
         worker: null,
+        listening: false,
         started: 0,
         restartDelay: 100,
         finished: null,
@@ -160,6 +163,11 @@ export class WorkerPool {
   /** How many workers the pool runs. */
   get workers(): number {
     return this.#slots.length;
+  }
+
+  /** How many workers listen now (fewer than `workers` while one is being replaced). */
+  get listeningWorkers(): number {
+    return this.#slots.filter((slot) => slot.listening).length;
   }
 
   /** How many workers have been replaced after failing. */
@@ -189,6 +197,7 @@ export class WorkerPool {
           clearTimeout(timer);
           worker.terminate();
           slot.worker = null;
+          slot.listening = false;
         });
       });
       await Promise.all(waits);
@@ -203,6 +212,7 @@ export class WorkerPool {
     if (this.#stopping !== null) return;
     const worker = new Worker(this.#module, { type: "module" });
     slot.worker = worker;
+    slot.listening = false;
     slot.started = Date.now();
     let listening = false;
     const startTimer = setTimeout(() => {
@@ -215,6 +225,7 @@ export class WorkerPool {
       if (slot.worker !== worker) return;
       worker.terminate();
       slot.worker = null;
+      slot.listening = false;
       if (slot.finished !== null) {
         // Failing while shutting down still counts as finished.
         slot.finished();
@@ -244,7 +255,7 @@ export class WorkerPool {
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       if (message.type === "listening") {
-        listening = true;
+        listening = slot.listening = true;
         clearTimeout(startTimer);
         if (++this.#listeners === this.#slots.length && !this.#listened) {
           this.#listened = true;

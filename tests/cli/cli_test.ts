@@ -41,6 +41,7 @@ const FLAG_NAMES = [
   "key",
   "deflate",
   "reuse-port",
+  "workers",
   "log-format",
   "quiet",
 ];
@@ -77,6 +78,7 @@ Deno.test("cli args: serve defaults", () => {
     quiet: false,
     deflate: false,
     reusePort: false,
+    workers: 1,
   });
 });
 
@@ -107,6 +109,8 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       "--quiet",
       "--deflate",
       "--reuse-port",
+      "--workers",
+      "3",
     ]),
     {
       port: 9000,
@@ -125,6 +129,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       quiet: true,
       deflate: true,
       reusePort: true,
+      workers: 3,
     },
   );
   const short = serveConfig(["-p", "0", "-q", "--mode=chat", "--max-connections", "unlimited"]);
@@ -860,7 +865,7 @@ Deno.test("cli process: --reuse-port without deno's --unstable-net is one error 
     "--reuse-port",
   ]);
   assert.equal(run.code, 2, run.stderr);
-  assert.match(run.stderr, /--reuse-port needs deno's --unstable-net flag/);
+  assert.match(run.stderr, /--reuse-port and --workers need deno's --unstable-net flag/);
 });
 
 Deno.test("cli args: connect takes a ws URL, subprotocols and a wait", () => {

@@ -77,6 +77,7 @@ Deno.test("workers: a worker that dies is reported and replaced; the others keep
     survivor.ws.send("still here");
     assert.equal(await survivor.next(), "still here");
     // The replacement serves too, and shares topics again.
+    await waitUntil(() => pool.listeningWorkers === 2, "the replacement to listen");
     clients.delete(0);
     await victim.dispose();
     const again = await clientsOnEveryWorker(pool);
