@@ -22,14 +22,18 @@ const EXIT_TIMEOUT_MS = 10_000;
  * Spawns `command args…` in the repository root with stdin closed, output
  * piped and colours off: how every test subprocess is started.
  */
-export function spawnInRoot(command: string, args: string[]): Deno.ChildProcess {
+export function spawnInRoot(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Deno.ChildProcess {
   return new Deno.Command(command, {
     args,
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
   }).spawn();
 }
 
@@ -74,12 +78,29 @@ function timeout(ms: number, signal: AbortSignal): Promise<"timeout"> {
  * @param flags permission flags, e.g. `["--allow-net"]`
  * @param args the example's own arguments, e.g. `["0"]`
  */
-export async function startExample(
+export function startExample(
   file: string,
   flags: string[],
   args: string[],
 ): Promise<ExampleProcess> {
-  const child = spawnInRoot(Deno.execPath(), ["run", ...flags, file, ...args]);
+  return startProcess(file, ["run", ...flags, file, ...args]);
+}
+
+/**
+ * Starts `deno <denoArgs>` in the repository root (with `env` added to its
+ * environment) and waits until stdout has a line matching
+ * `listening on <url>`: for commands other than `deno run`, such as
+ * `deno task start`.
+ *
+ * @param label what failure messages call the process, e.g. `deno task start`
+ */
+export async function startProcess(
+  label: string,
+  denoArgs: string[],
+  env: Record<string, string> = {},
+): Promise<ExampleProcess> {
+  const file = label;
+  const child = spawnInRoot(Deno.execPath(), denoArgs, env);
 
   let stdout = "";
   let stderr = "";

@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
 // A test-only peer, an independent implementation; kept out of deno.json so
-// the published configuration lists no third-party dependency.
+// the published configuration lists no third-party dependency. Pinned to an
+// exact version here because deno.json has `"lock": false`: a deno.lock
+// listing it made `deno task start` fetch it first (tests/offline_test.ts).
 // deno-lint-ignore no-import-prefix
 import WebSocket, { WebSocketServer } from "npm:ws@8.18.3";
 import { FrameParser } from "../../src/protocol/frame_parser.ts";
