@@ -1,24 +1,27 @@
 /**
  * The echo + chat demo on one port: serves the chat page on `/`, echoes every
  * message sent on `/echo` back to its sender (text as text, binary as binary),
- * and on any other WebSocket path relays every message to everyone connected
- * on the same path (a room; the page uses `/chat`).
+ * and on any other WebSocket path runs chat rooms: the page at `/?room=NAME`
+ * joins room NAME over `/chat?room=NAME` (`lobby` without one), and every
+ * other path has rooms of its own.
  *
  *   deno run --allow-net examples/chat/server.ts [port] [--hostname HOST]
  *
  * Port defaults to 8080, hostname to 127.0.0.1. From JSR, import with
  * `import { serve } from "jsr:@tsunagu/ws";`
  *
- * Wire format: clients send JSON `{ "name": string, "text": string }`; the
- * server sends everyone in the room `{ "name", "text", "time" }`. The page and
- * the message check live in `src/cli/chat.ts`, shared with `tsunagu serve --mode
- * chat`.
+ * The rooms (members, join/leave notices, the last 50 messages of each room
+ * for whoever joins), their JSON wire format and the page live in
+ * `src/cli/chat.ts`, shared with `tsunagu serve --mode chat`. In short:
+ * clients send `{ "type": "join", "name" }` and `{ "name", "text" }`; the
+ * server sends everyone in the room `{ "type": "message", "id", "name",
+ * "text", "time" }`, notices and the list of members.
  *
  * @module
  */
 
 import { serve } from "../../mod.ts";
-import { CHAT_PAGE_HTML as page, parseChatMessage } from "../../src/cli/chat.ts";
+import { CHAT_PAGE_HTML as page, ChatRooms } from "../../src/cli/chat.ts";
 
 const ECHO_PATH = "/echo";
 
@@ -34,7 +37,13 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   Deno.exit(2);
 }
 
-const server = serve<{ room: string }>({
+const rooms = new ChatRooms({
+  publish: (topic, data) => {
+    server.publish(topic, data);
+  },
+});
+
+const server = serve<{ echo: boolean }>({
   port,
   hostname,
   // Browsers offer compression; messages of 1 KiB and more are then sent
@@ -42,21 +51,16 @@ const server = serve<{ room: string }>({
   perMessageDeflate: true,
   onListen: (addr) => console.log(`chat listening on http://${addr.hostname}:${addr.port}/`),
 }, {
-  upgrade: (request) => ({ data: { room: new URL(request.url).pathname } }),
+  upgrade: (request) => ({ data: { echo: new URL(request.url).pathname === ECHO_PATH } }),
   open(socket) {
-    if (socket.data.room !== ECHO_PATH) socket.subscribe(socket.data.room);
+    if (!socket.data.echo) rooms.open(socket);
   },
   message(socket, data) {
-    if (socket.data.room === ECHO_PATH) {
-      socket.send(data);
-      return;
-    }
-    const message = parseChatMessage(data);
-    if (message === null) {
-      socket.close(1003, "expected JSON {name, text}");
-      return;
-    }
-    server.publish(socket.data.room, JSON.stringify({ ...message, time: Date.now() }));
+    if (socket.data.echo) socket.send(data);
+    else rooms.message(socket, data);
+  },
+  close(socket) {
+    if (!socket.data.echo) rooms.close(socket);
   },
   fetch(request) {
     const { pathname } = new URL(request.url);

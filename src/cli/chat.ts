@@ -1,16 +1,37 @@
 /**
- * The chat room shared by `examples/chat/server.ts` and `tsunagu serve --mode
- * chat`: the browser page (kept here as a string so the published package and
- * the compiled binary carry it without reading files at run time) and the
- * wire-format check for incoming messages.
+ * The chat rooms shared by `examples/chat/server.ts` and `tsunagu serve --mode
+ * chat`: the wire format, the server side of a room ({@linkcode ChatRooms}:
+ * members, presence, join/leave notices, recent history) and the browser page
+ * (in `chat_page.ts`, re-exported here).
  *
- * Wire format: clients send JSON `{ "name": string, "text": string }`; the
- * server sends everyone in the room `{ "name", "text", "time" }`. The page
- * connects to `/chat` on the host that served it (`wss:` when served over
- * HTTPS).
+ * A room is chosen by the connection's URL: its path and its `room` query
+ * parameter (`/chat?room=kitchen`; without one the room is `lobby`). The page
+ * at `/?room=kitchen` connects to `/chat?room=kitchen`.
+ *
+ * Client to server, JSON text messages:
+ * - `{ "type": "join", "name": string }` enters the room under a nickname
+ *   (sent again with another name: a rename). The joining client gets a
+ *   `welcome` with its id and the room's recent history; everyone gets a
+ *   `join` notice and the new `presence` list.
+ * - `{ "name": string, "text": string }` (optionally `"type": "message"`)
+ *   says something. Clients that never join may still send and receive
+ *   messages; they are not listed in the room.
+ *
+ * Server to client, JSON text messages, each with a `type`:
+ * - `message`: `{ type, id, name, text, time }` to everyone in the room, the
+ *   sender included (`id` is the sender's connection id).
+ * - `welcome`: `{ type, id, room, history }` to a client that joined:
+ *   `history` holds the room's last messages, oldest first.
+ * - `join` / `leave`: `{ type, id, name, time }`; `rename`:
+ *   `{ type, id, name, from, time }`.
+ * - `presence`: `{ type, count, members: [{ id, name }] }` after every change.
+ *
+ * Anything else closes the connection with 1003.
  *
  * @module
  */
+
+export { CHAT_PAGE_HTML, CHAT_SOCKET_PATH } from "./chat_page.ts";
 
 /** A chat message as a client sends it. */
 export interface ChatMessage {
@@ -20,159 +41,341 @@ export interface ChatMessage {
   text: string;
 }
 
-/** The path the chat page's WebSocket connects to. */
-export const CHAT_SOCKET_PATH = "/chat";
+/** What a client may send: a message, or a join (or rename) under a nickname. */
+export type ChatInput =
+  | { type: "message"; name: string; text: string }
+  | { type: "join"; name: string };
+
+/** A chat message as the server sends it, and as the room's history keeps it. */
+export interface ChatEntry {
+  /** Always `"message"`. */
+  type: "message";
+  /** The sender's connection id. */
+  id: string;
+  /** The sender's nickname. */
+  name: string;
+  /** The message text. */
+  text: string;
+  /** When the server received it, in milliseconds since the epoch. */
+  time: number;
+}
+
+/** Longest nickname kept, in UTF-16 code units. */
+export const MAX_NAME_LENGTH = 40;
+/** Longest message text kept, in UTF-16 code units. */
+export const MAX_TEXT_LENGTH = 2000;
+/** Longest room name kept, in UTF-16 code units. */
+export const MAX_ROOM_LENGTH = 40;
+/** The room of a connection whose URL names none. */
+export const DEFAULT_ROOM = "lobby";
+
+/** Trims `name` and caps its length; control characters become spaces. */
+function cleanName(name: string): string {
+  // deno-lint-ignore no-control-regex
+  return name.replace(/[\u0000-\u001f\u007f]/g, " ").trim().slice(0, MAX_NAME_LENGTH);
+}
 
 /**
- * Parses a client's chat message; `null` when it is not JSON
- * `{ name: string, text: string }`. Sizes are capped so one client cannot make
- * everyone's page huge.
+ * Parses what a client sent; `null` when it is not one of the
+ * {@linkcode ChatInput} shapes. Sizes are capped so one client cannot make
+ * everyone's page huge; an empty nickname becomes `guest`.
+ *
+ * @example
+ * ```ts
+ * import { parseChatInput } from "./chat.ts";
+ * console.log(parseChatInput('{"type":"join","name":" ann "}')); // { type: "join", name: "ann" }
+ * console.log(parseChatInput("not json")); // null
+ * ```
  */
-export function parseChatMessage(data: string | Uint8Array): ChatMessage | null {
+export function parseChatInput(data: string | Uint8Array): ChatInput | null {
   if (typeof data !== "string") return null;
+  let value;
   try {
-    const value = JSON.parse(data);
-    if (typeof value?.name !== "string" || typeof value?.text !== "string") return null;
-    return { name: value.name.slice(0, 40), text: value.text.slice(0, 2000) };
+    value = JSON.parse(data);
   } catch {
     return null;
   }
+  if (typeof value !== "object" || value === null || typeof value.name !== "string") return null;
+  const name = cleanName(value.name) || "guest";
+  if (value.type === "join") return { type: "join", name };
+  if (value.type !== undefined && value.type !== "message") return null;
+  if (typeof value.text !== "string") return null;
+  return { type: "message", name, text: value.text.slice(0, MAX_TEXT_LENGTH) };
 }
 
-/** The chat page: one self-contained HTML document (styles and script inline). */
-export const CHAT_PAGE_HTML: string = `<!doctype html>
-<html lang="en">
-  <head>
-    <meta charset="utf-8">
-    <meta name="viewport" content="width=device-width, initial-scale=1">
-    <title>tsunagu chat</title>
-    <style>
-    :root {
-      color-scheme: light dark;
-      font-family: system-ui, sans-serif;
-    }
-    body {
-      max-width: 40rem;
-      margin: 2rem auto;
-      padding: 0 1rem;
-    }
-    header {
-      display: flex;
-      align-items: baseline;
-      justify-content: space-between;
-    }
-    h1 {
-      font-size: 1.25rem;
-      margin: 0 0 1rem;
-    }
-    #status {
-      font-size: 0.875rem;
-      padding: 0.1rem 0.5rem;
-      border-radius: 1rem;
-      background: #d33;
-      color: #fff;
-    }
-    #status.open {
-      background: #2a2;
-    }
-    #log {
-      list-style: none;
-      margin: 0 0 1rem;
-      padding: 0.5rem;
-      height: min(20rem, 60vh);
-      overflow-y: auto;
-      border: 1px solid #8888;
-      border-radius: 0.25rem;
-    }
-    #log li {
-      padding: 0.15rem 0;
-      overflow-wrap: anywhere;
-    }
-    #log .name {
-      font-weight: 600;
-    }
-    form {
-      display: flex;
-      gap: 0.5rem;
-    }
-    #name {
-      width: 7rem;
-    }
-    #message {
-      flex: 1;
-    }
-    </style>
-  </head>
-  <body>
-    <header>
-      <h1>tsunagu chat</h1>
-      <span id="status">disconnected</span>
-    </header>
-    <ul id="log"></ul>
-    <form id="form">
-      <input id="name" value="guest" maxlength="32" aria-label="Nickname">
-      <input id="message" autocomplete="off" placeholder="Say something…" aria-label="Message">
-      <button id="send" type="submit">Send</button>
-      <button id="close" type="button">Close</button>
-    </form>
-    <script>
-    "use strict";
-    {
-      const $ = (id) => document.getElementById(id);
-      const statusEl = $("status");
-      const logEl = $("log");
-      const nameEl = $("name");
-      const messageEl = $("message");
+/**
+ * Parses a client's chat message; `null` when it is not JSON
+ * `{ name: string, text: string }` (a join is not a message).
+ *
+ * @example
+ * ```ts
+ * import { parseChatMessage } from "./chat.ts";
+ * console.log(parseChatMessage('{"name":"ann","text":"hi"}')); // { name: "ann", text: "hi" }
+ * ```
+ */
+export function parseChatMessage(data: string | Uint8Array): ChatMessage | null {
+  const input = parseChatInput(data);
+  return input?.type === "message" ? { name: input.name, text: input.text } : null;
+}
 
-      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(scheme + "//" + location.host + "${CHAT_SOCKET_PATH}");
+/**
+ * The room a connection to `url` is in: `room` from the query (trimmed, at
+ * most 40 characters), or `lobby`.
+ *
+ * @example
+ * ```ts
+ * import { chatRoomName } from "./chat.ts";
+ * console.log(chatRoomName("ws://example.com/chat?room=kitchen")); // kitchen
+ * console.log(chatRoomName("ws://example.com/chat")); // lobby
+ * ```
+ */
+export function chatRoomName(url: string): string {
+  const room = cleanName(new URL(url).searchParams.get("room") ?? "").slice(0, MAX_ROOM_LENGTH);
+  return room || DEFAULT_ROOM;
+}
 
-      const setStatus = (open) => {
-        statusEl.textContent = open ? "connected" : "disconnected";
-        statusEl.classList.toggle("open", open);
+/**
+ * The publish/subscribe topic of the room a connection to `url` is in: its
+ * path and room name, so `/chat?room=a`, `/chat?room=b` and `/other` are
+ * separate rooms and `/chat` is `/chat?room=lobby`.
+ *
+ * @example
+ * ```ts
+ * import { chatTopic } from "./chat.ts";
+ * console.log(chatTopic("ws://example.com/chat")); // /chat?room=lobby
+ * ```
+ */
+export function chatTopic(url: string): string {
+  return `${new URL(url).pathname}?room=${chatRoomName(url)}`;
+}
+
+/** What {@linkcode ChatRooms} needs of a socket (a server socket has all of it). */
+export interface ChatSocket {
+  /** The request URL, which names the room. */
+  readonly url: string;
+  /** Sends one message to this client. */
+  send(data: string): unknown;
+  /** Subscribes the socket to a topic, so that `publish` reaches it. */
+  subscribe(topic: string): unknown;
+  /** Closes the connection. */
+  close(code?: number, reason?: string): void;
+}
+
+/** Settings of {@linkcode ChatRooms}. */
+export interface ChatRoomsOptions {
+  /**
+   * Sends `data` to every socket subscribed to `topic`, usually
+   * `(topic, data) => server.publish(topic, data)`.
+   */
+  publish(topic: string, data: string): void;
+  /** Messages kept per room and sent to whoever joins. Default 50; 0 keeps none. */
+  historySize?: number;
+  /**
+   * Rooms whose history is kept once everyone has left. Beyond it the room
+   * that has been quiet longest is forgotten. Rooms with members are always
+   * kept. Default 100.
+   */
+  maxIdleRooms?: number;
+  /** Names listed in a `presence` message at most (`count` is always exact). Default 100. */
+  maxListedMembers?: number;
+  /** The clock, in milliseconds since the epoch. Default `Date.now`. */
+  now?: () => number;
+}
+
+interface Member {
+  id: string;
+  topic: string;
+  room: string;
+  /** Set once the member has joined under a nickname. */
+  name: string | null;
+}
+
+interface Room {
+  name: string;
+  /** Connections in the room, joined or not. */
+  listeners: number;
+  /** Members who joined, in the order they joined. */
+  members: Set<Member>;
+  history: ChatEntry[];
+}
+
+/**
+ * The server side of the chat rooms: call {@linkcode ChatRooms.open},
+ * {@linkcode ChatRooms.message} and {@linkcode ChatRooms.close} from the
+ * server's handlers for every chat connection. It keeps each room's members
+ * and its last `historySize` messages (bounded, also in the number of empty
+ * rooms remembered) and sends the messages of the wire format described in
+ * this module.
+ *
+ * @example
+ * ```ts
+ * import { serve, type Server } from "../../mod.ts";
+ * import { ChatRooms } from "./chat.ts";
+ *
+ * const rooms = new ChatRooms({ publish: (topic, data) => server.publish(topic, data) });
+ * const server: Server = serve({ port: 0, hostname: "127.0.0.1" }, {
+ *   open: (socket) => rooms.open(socket),
+ *   message: (socket, data) => rooms.message(socket, data),
+ *   close: (socket) => rooms.close(socket),
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export class ChatRooms {
+  #publish: (topic: string, data: string) => void;
+  #historySize: number;
+  #maxIdleRooms: number;
+  #maxListed: number;
+  #now: () => number;
+  #members = new Map<ChatSocket, Member>();
+  /** Rooms by topic, the least recently active first. */
+  #rooms = new Map<string, Room>();
+  /** Rooms with no connection, kept for their history. */
+  #idleRooms = 0;
+
+  /** Rooms for the server whose `publish` `options` gives. */
+  constructor(options: ChatRoomsOptions) {
+    this.#publish = options.publish;
+    this.#historySize = Math.max(0, options.historySize ?? 50);
+    this.#maxIdleRooms = Math.max(0, options.maxIdleRooms ?? 100);
+    this.#maxListed = Math.max(0, options.maxListedMembers ?? 100);
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** A new connection: it hears its room from now on (and joins when it sends a join). */
+  open(socket: ChatSocket): void {
+    if (this.#members.has(socket)) return;
+    const topic = chatTopic(socket.url);
+    const member: Member = { id: newId(), topic, room: chatRoomName(socket.url), name: null };
+    let room = this.#rooms.get(topic);
+    if (room === undefined) {
+      room = { name: member.room, listeners: 0, members: new Set(), history: [] };
+      this.#rooms.set(topic, room);
+    } else if (room.listeners === 0) {
+      this.#idleRooms--;
+    }
+    room.listeners++;
+    this.#touch(topic, room);
+    this.#members.set(socket, member);
+    socket.subscribe(topic);
+  }
+
+  /** A message from a connection: a join, a rename or a chat message; anything else is 1003. */
+  message(socket: ChatSocket, data: string | Uint8Array): void {
+    const member = this.#members.get(socket);
+    const room = member && this.#rooms.get(member.topic);
+    if (member === undefined || room === undefined) return;
+    const input = parseChatInput(data);
+    if (input === null) {
+      socket.close(1003, "expected JSON {name, text} or {type: join, name}");
+      return;
+    }
+    this.#touch(member.topic, room);
+    if (input.type === "join" || (member.name !== null && member.name !== input.name)) {
+      this.#join(socket, member, room, input.name);
+    }
+    if (input.type === "message") {
+      const entry: ChatEntry = {
+        type: "message",
+        id: member.id,
+        name: input.name,
+        text: input.text,
+        time: this.#now(),
       };
-
-      // Each line's text is exactly "name: text"; the time is a tooltip.
-      const append = (msg) => {
-        const li = document.createElement("li");
-        if (typeof msg.time === "number") {
-          li.title = new Date(msg.time).toLocaleString();
-        }
-        const who = document.createElement("span");
-        who.className = "name";
-        who.textContent = String(msg.name);
-        li.append(who, ": " + String(msg.text));
-        const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
-        logEl.append(li);
-        if (atBottom) logEl.scrollTop = logEl.scrollHeight;
-      };
-
-      ws.addEventListener("open", () => setStatus(true));
-      ws.addEventListener("close", () => setStatus(false));
-      ws.addEventListener("message", (event) => {
-        if (typeof event.data !== "string") return;
-        let msg;
-        try {
-          msg = JSON.parse(event.data);
-        } catch {
-          return;
-        }
-        if (msg && typeof msg === "object") append(msg);
-      });
-
-      // Submitting the form covers both the Send button and the Enter key.
-      $("form").addEventListener("submit", (event) => {
-        event.preventDefault();
-        const text = messageEl.value;
-        if (text.trim() === "" || ws.readyState !== WebSocket.OPEN) return;
-        ws.send(JSON.stringify({ name: nameEl.value.trim() || "guest", text }));
-        messageEl.value = "";
-        messageEl.focus();
-      });
-
-      $("close").addEventListener("click", () => ws.close(1000, "bye"));
+      if (this.#historySize > 0) {
+        room.history.push(entry);
+        if (room.history.length > this.#historySize) room.history.shift();
+      }
+      this.#publish(member.topic, JSON.stringify(entry));
     }
-    </script>
-  </body>
-</html>
-`;
+  }
+
+  /** A connection ended: a member who had joined leaves the room. */
+  close(socket: ChatSocket): void {
+    const member = this.#members.get(socket);
+    const room = member && this.#rooms.get(member.topic);
+    if (member === undefined || room === undefined) return;
+    this.#members.delete(socket);
+    if (member.name !== null) {
+      room.members.delete(member);
+      this.#notice(member, { type: "leave", id: member.id, name: member.name });
+      this.#presence(member.topic, room);
+    }
+    if (--room.listeners > 0) return;
+    if (room.history.length === 0) {
+      this.#rooms.delete(member.topic);
+      return;
+    }
+    this.#idleRooms++;
+    // Forget the quietest idle rooms beyond the limit.
+    for (const [topic, idle] of this.#rooms) {
+      if (this.#idleRooms <= this.#maxIdleRooms) break;
+      if (idle.listeners > 0) continue;
+      this.#rooms.delete(topic);
+      this.#idleRooms--;
+    }
+  }
+
+  /**
+   * The nicknames of the members of the room that a connection to `url` is
+   * in, in the order they joined.
+   */
+  members(url: string): string[] {
+    const room = this.#rooms.get(chatTopic(url));
+    return room === undefined ? [] : [...room.members].map((member) => member.name!);
+  }
+
+  /** The messages kept for the room that a connection to `url` is in, oldest first. */
+  history(url: string): ChatEntry[] {
+    return [...this.#rooms.get(chatTopic(url))?.history ?? []];
+  }
+
+  /** How many rooms are remembered: those with connections, and idle ones kept for their history. */
+  get roomCount(): number {
+    return this.#rooms.size;
+  }
+
+  #join(socket: ChatSocket, member: Member, room: Room, name: string): void {
+    const from = member.name;
+    if (from === name) return;
+    member.name = name;
+    if (from === null) {
+      room.members.add(member);
+      socket.send(JSON.stringify({
+        type: "welcome",
+        id: member.id,
+        room: member.room,
+        history: room.history,
+      }));
+      this.#notice(member, { type: "join", id: member.id, name });
+    } else {
+      this.#notice(member, { type: "rename", id: member.id, name, from });
+    }
+    this.#presence(member.topic, room);
+  }
+
+  #notice(member: Member, notice: Record<string, unknown>): void {
+    this.#publish(member.topic, JSON.stringify({ ...notice, time: this.#now() }));
+  }
+
+  #presence(topic: string, room: Room): void {
+    const members = [];
+    for (const member of room.members) {
+      if (members.length >= this.#maxListed) break;
+      members.push({ id: member.id, name: member.name });
+    }
+    this.#publish(topic, JSON.stringify({ type: "presence", count: room.members.size, members }));
+  }
+
+  /** Moves a room to the most recently active end. */
+  #touch(topic: string, room: Room): void {
+    this.#rooms.delete(topic);
+    this.#rooms.set(topic, room);
+  }
+}
+
+/** A connection id: 12 random hex digits. */
+function newId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}

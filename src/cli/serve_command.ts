@@ -6,7 +6,7 @@
  * @module
  */
 
-import { CHAT_PAGE_HTML, CHAT_SOCKET_PATH, parseChatMessage } from "./chat.ts";
+import { CHAT_PAGE_HTML, CHAT_SOCKET_PATH, ChatRooms } from "./chat.ts";
 import { type CliIo, pathError, permissionError, StartError } from "./io.ts";
 import { formatAddr, Logger } from "./logger.ts";
 import type { ServeConfig } from "./serve_flags.ts";
@@ -98,6 +98,9 @@ export function serveHandlers(
   server: () => Server<Peer>,
 ): Handlers<Peer> {
   const { mode } = config;
+  const rooms = mode === "chat"
+    ? new ChatRooms({ publish: (topic, data) => void server().publish(topic, data) })
+    : undefined;
   return {
     upgrade(request, info) {
       const path = new URL(request.url).pathname;
@@ -111,7 +114,8 @@ export function serveHandlers(
     open(socket) {
       const { path, peer } = socket.data;
       logger.connection("open", `open ${peer} ${path}`, { peer, path });
-      if (mode !== "echo") socket.subscribe(path);
+      if (rooms !== undefined) rooms.open(socket);
+      else if (mode !== "echo") socket.subscribe(path);
     },
     message(socket, data) {
       if (mode === "echo") {
@@ -119,15 +123,11 @@ export function serveHandlers(
       } else if (mode === "broadcast") {
         server().publish(socket.data.path, data);
       } else {
-        const message = parseChatMessage(data);
-        if (message === null) {
-          socket.close(1003, "expected JSON {name, text}");
-          return;
-        }
-        server().publish(socket.data.path, JSON.stringify({ ...message, time: Date.now() }));
+        rooms?.message(socket, data);
       }
     },
     close(socket, code, reason) {
+      rooms?.close(socket);
       const { path, peer } = socket.data;
       const why = reason === "" ? "" : ` ${JSON.stringify(reason)}`;
       logger.connection("close", `close ${peer} ${path} ${code}${why}`, {
