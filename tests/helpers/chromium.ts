@@ -77,6 +77,12 @@ export interface Browser {
    */
   waitForEvent<T = Record<string, unknown>>(method: string, timeoutMs?: number): Promise<T>;
   /**
+   * Calls `listener` with the params of every CDP event named `method` (for
+   * example `"Runtime.consoleAPICalled"`) until the returned function is
+   * called or the browser closes. Enable the event's domain first.
+   */
+  on<T = Record<string, unknown>>(method: string, listener: (params: T) => void): () => void;
+  /**
    * Navigates the page to `url` and resolves once its load event has fired.
    * Rejects on a navigation error (e.g. connection refused) or after
    * `timeoutMs`. Not for same-document (`#hash`) navigations, which fire no
@@ -508,11 +514,20 @@ export async function launchChromium(): Promise<Browser> {
     return result.value as T;
   };
 
+  const on = <T = Record<string, unknown>>(method: string, listener: (params: T) => void) => {
+    let set = listeners.get(method);
+    if (!set) listeners.set(method, set = new Set());
+    const wrapped = (params: Record<string, unknown>) => listener(params as T);
+    set.add(wrapped);
+    return () => void set.delete(wrapped);
+  };
+
   return {
     pid: child.pid,
     port,
     send,
     waitForEvent,
+    on,
     evaluate,
     async navigate(url: string, timeoutMs = NAVIGATE_TIMEOUT_MS): Promise<void> {
       await send("Page.enable");
