@@ -10,7 +10,7 @@
 
 import { type CliError, fail, type HelpTopic } from "./cli_error.ts";
 import type { LoadOptions } from "./load_tool.ts";
-import { parseConnect, parseLoad } from "./client_flags.ts";
+import { CONNECT_HELP, LOAD_HELP, parseConnect, parseLoad } from "./client_flags.ts";
 import { flagTable, parseServe, type ServeConfig } from "./serve_flags.ts";
 
 /**
@@ -27,7 +27,15 @@ export type CliCommand =
   | { command: "help"; topic: HelpTopic }
   | { command: "version" }
   | { command: "serve"; config: ServeConfig }
-  | { command: "connect"; url: string; protocols: string[]; wait: number; deflate: boolean }
+  | {
+    command: "connect";
+    url: string;
+    protocols: string[];
+    wait: number;
+    deflate: boolean;
+    /** A PEM file of extra trusted certificates for `wss://` (`--ca`). */
+    caFile?: string;
+  }
   | { command: "load"; options: LoadOptions };
 
 /**
@@ -35,8 +43,8 @@ export type CliCommand =
  * throws: a command line that cannot run gives a {@linkcode CliError}.
  *
  * Values follow their flag as `--port 9000` or `--port=9000`; a flag given
- * twice keeps the last value. `-h`/`--help` anywhere after `serve` asks for
- * the `serve` help.
+ * twice keeps the last value. `-h`/`--help` anywhere after a command asks
+ * for that command's help (`tsunagu help COMMAND` too).
  *
  * @example
  * ```ts
@@ -50,7 +58,7 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
   const [first, ...rest] = args;
   switch (first) {
     case undefined:
-      return fail("missing command (expected serve)", "main");
+      return fail(`missing command (expected ${COMMANDS})`, "main");
     case "serve":
       return parseServe(rest);
     case "connect":
@@ -60,9 +68,11 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
     case "help":
     case "--help":
     case "-h":
-      return rest[0] === "serve" ? { command: "help", topic: "serve" } : {
+      return {
         command: "help",
-        topic: "main",
+        topic: rest[0] === "serve" || rest[0] === "connect" || rest[0] === "load"
+          ? rest[0]
+          : "main",
       };
     case "version":
     case "--version":
@@ -71,9 +81,12 @@ export function parseCliArgs(args: readonly string[]): CliCommand | CliError {
     default:
       return first.startsWith("-")
         ? fail(`unknown flag ${first.split("=")[0]}`, "main")
-        : fail(`unknown command ${JSON.stringify(first)} (expected serve)`, "main");
+        : fail(`unknown command ${JSON.stringify(first)} (expected ${COMMANDS})`, "main");
   }
 }
+
+/** The commands, as error messages list them. */
+const COMMANDS = "serve, connect or load";
 
 const VALUE_NOTES = `Sizes are bytes, or a number with a unit: kb, mb, gb (binary: 1kb = 1024
 bytes; k/kib, m/mib, g/gib also work), e.g. 512kb, 16mb, 1.5gb.
@@ -81,8 +94,10 @@ Durations are seconds, or a number with a unit: ms, s, m, h, e.g. 500ms,
 30s, 5m. Values follow their flag as --port 9000 or --port=9000.`;
 
 /**
- * The help text for a topic: the overview (`tsunagu --help`) or the `serve`
- * command (`tsunagu serve --help`). Both list every flag with its default.
+ * The help text for a topic: the overview (`tsunagu --help`) or one
+ * command's (`tsunagu serve --help`, `connect --help`, `load --help`). The
+ * overview and `serve` list every flag of `serve` with its default; each
+ * client command's lists its own flags.
  *
  * @example
  * ```ts
@@ -97,6 +112,8 @@ with 1001 and the exit code is 0.`;
   const flags = `${flagTable()}
 
 ${VALUE_NOTES}`;
+  if (topic === "connect") return `${title}\n\n${CONNECT_HELP}`;
+  if (topic === "load") return `${title}\n\n${LOAD_HELP}`;
   if (topic === "serve") {
     return `${title}
 
@@ -115,17 +132,20 @@ Usage:
   tsunagu serve [flags]     start a WebSocket server
   tsunagu serve --help      show the flags of serve only
   tsunagu connect URL [--protocol P]... [--wait DURATION] [--deflate]
+                      [--ca FILE]
                             connect as a client: each line of stdin is sent
                             as a text message, each message received is
                             printed (binary as <binary N bytes>); at the end
                             of stdin, close once the server has been quiet
                             for --wait (default 1s); --deflate offers
-                            compression
+                            compression; --ca trusts a private CA (wss://)
+  tsunagu connect --help    show the flags of connect
   tsunagu load URL [--clients N] [--duration D] [--size S] [--binary]
                             load an echo endpoint: N clients (default 10)
                             send S-byte messages (default 32) for D
                             (default 5s), check every echo, and report
-                            round trips per second and latency
+                            round trips per second, latency and failures
+  tsunagu load --help       show the flags of load
   tsunagu --help, -h        show this help
   tsunagu --version, -V     show the version
 
@@ -155,5 +175,5 @@ use), 2 invalid command line or unreadable --cert/--key/--static.
  * ```
  */
 export function usageHint(topic: HelpTopic): string {
-  return `Run 'tsunagu ${topic === "serve" ? "serve " : ""}--help' for usage.`;
+  return `Run 'tsunagu ${topic === "main" ? "" : `${topic} `}--help' for usage.`;
 }

@@ -6,7 +6,8 @@
  */
 
 /**
- * Which help text to show: the overview or the `serve` command's.
+ * Which help text to show: the overview or one command's (`serve`,
+ * `connect`, `load`).
  *
  * @example
  * ```ts
@@ -15,7 +16,7 @@
  * console.log(usage(topic));
  * ```
  */
-export type HelpTopic = "main" | "serve";
+export type HelpTopic = "main" | "serve" | "connect" | "load";
 
 /**
  * A command line that cannot run: one message for the user (no `tsunagu:`
