@@ -5,7 +5,8 @@
  */
 
 import type { ConnectCommand } from "./client_flags.ts";
-import { type CliIo, permissionError } from "./io.ts";
+import { usageHint } from "./args.ts";
+import { type CliIo, pathError, permissionError } from "./io.ts";
 import { type ClientWebSocket, connect } from "../client/client.ts";
 
 /**
@@ -14,23 +15,53 @@ import { type ClientWebSocket, connect } from "../client/client.ts";
  * status lines go to stderr. At the end of stdin, once the server has been
  * quiet for `wait` ms (replies still on their way would be dropped after
  * our close frame, as the standard WebSocket drops them in CLOSING), the
- * connection is closed with 1000. Exit 0 after a clean close, 1 otherwise.
+ * connection is closed with 1000. Exit 0 after a clean close, 1 otherwise;
+ * 2 when the `--ca` file cannot be read. `caFile` adds trusted certificates
+ * (PEM) for `wss://`: a private CA, or a self-signed server certificate.
  */
 export async function runConnect(
-  { url, protocols, wait, deflate }: ConnectCommand,
+  { url, protocols, wait, deflate, caFile }: ConnectCommand,
   io: CliIo,
   out: (line: string) => void,
   err: (line: string) => void,
 ): Promise<number> {
+  let caCerts: string[] | undefined;
+  if (caFile !== undefined) {
+    try {
+      caCerts = [await Deno.readTextFile(caFile)];
+    } catch (error) {
+      const failure = pathError(
+        error,
+        `cannot read --ca file ${JSON.stringify(caFile)}`,
+        "no such file",
+      );
+      err(`tsunagu: ${failure.message}`);
+      if (failure.exitCode === 2) err(usageHint("connect"));
+      return failure.exitCode;
+    }
+    if (!caCerts[0].includes("-----BEGIN CERTIFICATE-----")) {
+      err(`tsunagu: --ca file ${JSON.stringify(caFile)} holds no PEM certificate`);
+      err(usageHint("connect"));
+      return 2;
+    }
+  }
   let socket: ClientWebSocket;
   try {
-    socket = await connect(url, { protocols, perMessageDeflate: deflate });
+    socket = await connect(url, { protocols, perMessageDeflate: deflate, caCerts });
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) {
       err(`tsunagu: ${permissionError(error, "--allow-net").message}`);
       return 1;
     }
-    err(`tsunagu: cannot connect to ${url}: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    // rustls names an untrusted chain UnknownIssuer (or a bad signature for
+    // the wrong CA); say what to do about it.
+    const hint = /certificate|UnknownIssuer|BadSignature/i.test(message)
+      ? caFile === undefined
+        ? " (for a private CA or a self-signed certificate, pass --ca FILE)"
+        : ` (is ${caFile} the CA that signed the server's certificate?)`
+      : "";
+    err(`tsunagu: cannot connect to ${url}: ${message}${hint}`);
     return 1;
   }
   const agreed = [
