@@ -35,7 +35,7 @@ import type { HelpTopic } from "./cli_error.ts";
 import { runConnect } from "./connect_command.ts";
 import type { CliIo } from "./io.ts";
 import { StartError } from "./io.ts";
-import { formatReport, runLoad } from "./load_tool.ts";
+import { formatReport, loadSucceeded, runLoad } from "./load_tool.ts";
 import { runServe } from "./serve_command.ts";
 import { VERSION } from "./version.ts";
 
@@ -46,6 +46,9 @@ export type { LoadOptions } from "./load_tool.ts";
 export type { LogFormat, Mode, ServeConfig } from "./serve_flags.ts";
 export { parseDuration, parseSize } from "./values.ts";
 export { VERSION } from "./version.ts";
+
+/** Runs of `tsunagu load` this long (ms) or longer print progress on stderr. */
+const LOAD_PROGRESS_AFTER = 3000;
 
 /**
  * Runs `tsunagu` with `args` (without the program name) and resolves with
@@ -85,11 +88,11 @@ export async function runCli(args: readonly string[], io: CliIo = {}): Promise<n
     case "connect":
       return await runConnect(parsed, io, out, err);
     case "load": {
-      const report = await runLoad(parsed.options);
-      out(formatReport(parsed.options, report));
-      const clean = report.errors === 0 && report.failedConnections === 0 &&
-        report.closedEarly === 0;
-      return clean && report.messages > 0 ? 0 : 1;
+      // Runs of a few seconds and more say how they are doing once a second.
+      const progress = parsed.options.duration >= LOAD_PROGRESS_AFTER ? { write: err } : undefined;
+      const report = await runLoad(parsed.options, progress);
+      for (const line of formatReport(parsed.options, report).split("\n")) out(line);
+      return loadSucceeded(report) ? 0 : 1;
     }
     case "serve":
       try {
