@@ -1,6 +1,6 @@
 /**
- * The standalone binary. The `compile` task of deno.json is run as written,
- * with only its `--output` moved to a temporary folder, and the binary is
+ * The standalone binary. The `compile` task of deno.json (scripts/compile.ts)
+ * is run as written, with `--output` in a temporary folder, and the binary is
  * then used as a person would: `--version`, `serve` on 127.0.0.1 port 0, a
  * WebSocket client, SIGTERM, exit code 0.
  *
@@ -27,14 +27,12 @@ const outDir = await Deno.makeTempDir({ prefix: "tsunagu-compile-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(outDir, { recursive: true }));
 const binary = join(outDir, Deno.build.os === "windows" ? "tsunagu.exe" : "tsunagu");
 
-/** The compile task's arguments after `deno`, with the output redirected. */
+/** The compile task's arguments after `deno` (it runs scripts/compile.ts), with the output redirected. */
 function compileArgs(): string[] {
   const words = denoJson.tasks.compile.split(/\s+/);
-  assert.deepEqual(words.slice(0, 2), ["deno", "compile"], "the compile task runs deno compile");
-  const output = words.indexOf("--output");
-  assert.ok(output > 0, "the compile task names its --output");
-  words[output + 1] = binary;
-  return words.slice(1);
+  assert.deepEqual(words.slice(0, 2), ["deno", "run"], "the compile task runs a script");
+  assert.equal(words.at(-1), "scripts/compile.ts");
+  return [...words.slice(1), "--output", binary];
 }
 
 /** Compiles; returns why the binary cannot be built here, or null once it is built. */
@@ -43,17 +41,17 @@ async function compile(): Promise<{ skip: string } | { fail: string } | null> {
   if (result.code === 0) return null;
   const output = `${result.stdout}${result.stderr}`;
   const denortEnv = Deno.env.get("DENORT_BIN");
-  const noRuntime = /Setting up base binary|denort/i.test(output) &&
-    /dns error|error sending request|failed to lookup|Connect|timed out|network/i.test(output);
-  if (denortEnv === undefined && (noRuntime || result.code === 137)) {
-    const cause = output.split("\n").find((line) => /error sending request|dns/i.test(line))
-      ?.replace(/^\s*\d+:\s*/, "") ?? `deno compile was killed after ${COMPILE_TIMEOUT_MS} ms`;
+  // scripts/compile.ts says "cannot get denort" when it is not cached and the download failed.
+  const noRuntime = /compile: cannot get denort/.test(output);
+  if (!denortEnv && (noRuntime || result.code === 137)) {
+    const cause = /downloading it failed \((.*)\)\./.exec(output)?.[1] ??
+      `deno compile was killed after ${COMPILE_TIMEOUT_MS} ms`;
     return {
       skip: "deno compile cannot get the denort runtime here (not cached, download failed, " +
         `DENORT_BIN unset): ${cause.trim()}`,
     };
   }
-  return { fail: `deno compile failed (exit ${result.code}):\n${output}` };
+  return { fail: `deno task compile failed (exit ${result.code}):\n${output}` };
 }
 
 const outcome = await compile();

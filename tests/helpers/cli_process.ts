@@ -21,15 +21,16 @@ export interface Finished {
 }
 
 /**
- * Runs `command args…` in the repository root with stdin closed and waits
- * for it, killing it after `timeoutMs`.
+ * Runs `command args…` in the repository root with stdin closed (and `env`
+ * added to its environment) and waits for it, killing it after `timeoutMs`.
  */
 export async function runToEnd(
   command: string,
   args: string[],
   timeoutMs = 30_000,
+  env: Record<string, string> = {},
 ): Promise<Finished> {
-  const child = spawnInRoot(command, args);
+  const child = spawnInRoot(command, args, env);
   const timer = setTimeout(() => killQuietly(child), timeoutMs);
   try {
     const { code, stdout, stderr } = await child.output();
