@@ -52,6 +52,8 @@ export {
 } from "./src/protocol/client_handshake.ts";
 export { formatPrometheus, type ServerMetrics } from "./src/server/metrics.ts";
 export type { Broker, BrokerDeliver, BrokerMetrics } from "./src/server/broker.ts";
+export { checkRedis, RedisBroker, type RedisBrokerOptions } from "./src/server/redis_broker.ts";
+export { RedisError } from "./src/server/redis_connection.ts";
 export {
   type DeflateAgreement,
   type DeflateParams,
