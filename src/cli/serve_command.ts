@@ -15,6 +15,8 @@ import { VERSION } from "./version.ts";
 import { formatPrometheus } from "../server/metrics.ts";
 import type { Handlers } from "../server/options.ts";
 import { serve, type Server } from "../server/server.ts";
+import { openRedisBroker } from "./redis_option.ts";
+import type { RedisBroker } from "../server/redis_broker.ts";
 
 /** How long a graceful shutdown waits for clients' closing handshakes, in ms. */
 const SHUTDOWN_TIMEOUT = 5_000;
@@ -54,6 +56,7 @@ function httpHandler(
   config: ServeConfig,
   files: StaticHandler | undefined,
   server: () => Server<Peer>,
+  broker?: RedisBroker,
 ): Handlers<Peer>["fetch"] {
   const { healthPath, metricsPath } = config;
   if (
@@ -67,7 +70,10 @@ function httpHandler(
     const { pathname } = new URL(request.url);
     if (pathname === healthPath || pathname === metricsPath) {
       if (!readOnly) return textResponse(405, "method not allowed", { allow: "GET, HEAD" });
-      if (pathname === healthPath) return textResponse(200, "ok");
+      if (pathname === healthPath) {
+        // Still 200: local rooms work without Redis, so the node stays in service.
+        return textResponse(200, broker !== undefined && !broker.up ? "ok (redis down)" : "ok");
+      }
       return new Response(formatPrometheus(server().metrics()), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
@@ -92,6 +98,7 @@ function handlers(
   logger: Logger,
   files: StaticHandler | undefined,
   server: () => Server<Peer>,
+  broker?: RedisBroker,
 ): Handlers<Peer> {
   const { mode } = config;
   return {
@@ -141,7 +148,7 @@ function handlers(
         path: socket?.data.path,
       });
     },
-    fetch: httpHandler(config, files, server),
+    fetch: httpHandler(config, files, server, broker),
   };
 }
 
@@ -150,6 +157,7 @@ function startServer(
   tls: { cert: string; key: string } | undefined,
   serverHandlers: Handlers<Peer>,
   onListen: CliIo["onListen"],
+  broker?: RedisBroker,
 ): Server<Peer> {
   const where = `${config.hostname}:${config.port}`;
   try {
@@ -162,6 +170,7 @@ function startServer(
       idleTimeout: config.idleTimeout,
       perMessageDeflate: config.deflate,
       reusePort: config.reusePort,
+      broker,
       onListen,
     }, serverHandlers);
   } catch (error) {
@@ -245,9 +254,10 @@ export async function runServe(
     : undefined;
   const files = config.staticDir !== undefined ? await openStatic(config.staticDir) : undefined;
   const logger = new Logger({ format: config.logFormat, quiet: config.quiet, out, err });
+  const broker = await openRedisBroker(config, logger);
   let running: Server<Peer> | undefined;
-  const serverHandlers = handlers(config, logger, files, () => running!);
-  const server = running = startServer(config, tls, serverHandlers, io.onListen);
+  const serverHandlers = handlers(config, logger, files, () => running!, broker);
+  const server = running = startServer(config, tls, serverHandlers, io.onListen, broker);
 
   const urls = listeningUrls(server, config, serverHandlers.fetch !== undefined);
   const pathNote = config.path === undefined ? "" : `, upgrades on ${config.path} only`;

@@ -10,6 +10,7 @@ import { CHAT_SOCKET_PATH } from "./chat.ts";
 import { type CliError, fail } from "./cli_error.ts";
 import { formatDuration, formatSize, parseDuration, parseSize } from "./values.ts";
 import { DEFAULTS } from "../server/options.ts";
+import { parseRedisUrl } from "../server/redis_connection.ts";
 
 /**
  * What `--mode` selects.
@@ -82,6 +83,13 @@ export interface ServeConfig {
   deflate: boolean;
   /** Whether to share the port with other tsunagu processes (SO_REUSEPORT). */
   reusePort: boolean;
+  /**
+   * When set, rooms span every server on this Redis (`redis://` or
+   * `rediss://`); the password may come from `TSUNAGU_REDIS_PASSWORD`.
+   */
+  redisUrl?: string;
+  /** Redis channel prefix for the rooms. */
+  redisPrefix: string;
 }
 
 /** The defaults of `tsunagu serve`, as the help text shows them. */
@@ -97,6 +105,7 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   quiet: false,
   deflate: false,
   reusePort: false,
+  redisPrefix: "tsunagu:",
 };
 
 type Setter = (config: ServeConfig, value: string) => string | undefined;
@@ -270,6 +279,31 @@ const FLAGS: readonly FlagSpec[] = [
     shown: "off",
     set(config) {
       config.reusePort = true;
+    },
+  },
+  {
+    name: "redis",
+    value: "URL",
+    help: "share rooms with every server on this Redis:\n" +
+      "redis://[user:password@]host[:port][/db]\n" +
+      "or rediss:// (TLS); the password may come\nfrom TSUNAGU_REDIS_PASSWORD instead",
+    shown: "off",
+    set(config, value) {
+      try {
+        parseRedisUrl(value);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      config.redisUrl = value;
+    },
+  },
+  {
+    name: "redis-prefix",
+    value: "PREFIX",
+    help: "Redis channel name prefix for rooms",
+    shown: SERVE_DEFAULTS.redisPrefix,
+    set(config, value) {
+      config.redisPrefix = value;
     },
   },
   {

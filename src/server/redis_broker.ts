@@ -155,6 +155,8 @@ export class RedisBroker implements Broker {
   #running: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
+  // Aborted by close(): a connection attempt in progress gives up at once.
+  #abort = new AbortController();
   #lastError: RedisError | null = null;
   #metrics = {
     messagesOut: 0,
@@ -190,6 +192,7 @@ export class RedisBroker implements Broker {
       timeout: positive("connectTimeout", options.connectTimeout ?? 5_000),
       maxQueueBytes: positive("maxQueueBytes", options.maxQueueBytes ?? 8 * 1024 * 1024),
       caCerts: options.caCerts,
+      signal: this.#abort.signal,
       // A message from another server is at most its maxMessageBytes plus the
       // envelope; accept up to 64 MiB so servers with different caps agree.
       maxBulkLength: 64 * 1024 * 1024,
@@ -271,6 +274,7 @@ export class RedisBroker implements Broker {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== null) clearInterval(this.#timer);
+    this.#abort.abort();
     this.#publisher?.close("broker closed");
     this.#subscriber?.close("broker closed");
     this.#wake?.();

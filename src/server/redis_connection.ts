@@ -109,6 +109,8 @@ export interface RedisConnectionOptions {
   caCerts?: string[];
   /** Largest bulk string accepted from Redis. */
   maxBulkLength?: number;
+  /** Aborting it gives up connecting (the broker closing). */
+  signal?: AbortSignal;
 }
 
 interface Pending {
@@ -170,10 +172,14 @@ export class RedisConnection {
     const where = targetAddress(target);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new Error("timed out")), options.timeout);
+    const giveUp = () => controller.abort(new Error("given up"));
+    options.signal?.addEventListener("abort", giveUp);
     try {
+      if (options.signal?.aborted) throw new RedisError("closed", "given up");
       return await RedisConnection.#open(target, options, where, controller.signal);
     } finally {
       clearTimeout(timer);
+      options.signal?.removeEventListener("abort", giveUp);
     }
   }
 

@@ -41,6 +41,8 @@ const FLAG_NAMES = [
   "key",
   "deflate",
   "reuse-port",
+  "redis",
+  "redis-prefix",
   "log-format",
   "quiet",
 ];
@@ -77,6 +79,7 @@ Deno.test("cli args: serve defaults", () => {
     quiet: false,
     deflate: false,
     reusePort: false,
+    redisPrefix: "tsunagu:",
   });
 });
 
@@ -125,6 +128,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       quiet: true,
       deflate: true,
       reusePort: true,
+      redisPrefix: "tsunagu:",
     },
   );
   const short = serveConfig(["-p", "0", "-q", "--mode=chat", "--max-connections", "unlimited"]);

@@ -393,3 +393,19 @@ Deno.test({
     for (const conn of held) conn.close();
   },
 });
+
+Deno.test({
+  name: "redis broker: shutdown does not wait for a connection attempt to a stalled Redis",
+  ignore,
+  async fn() {
+    const redis = await startRedis();
+    redis.pause(); // TCP connects (the kernel accepts), the handshake never answers
+    const node = startNode(redis.url, { connectTimeout: 5_000 });
+    await delay(100);
+    const started = Date.now();
+    await node.server.shutdown();
+    assert.ok(Date.now() - started < 1_000, `shutdown took ${Date.now() - started} ms`);
+    assert.equal(node.broker.up, false);
+    await redis.stop();
+  },
+});
