@@ -193,11 +193,7 @@ export class RedisConnection {
     try {
       conn = await withDeadline<Deno.Conn>(
         target.tls
-          ? Deno.connectTls({
-            hostname: target.hostname,
-            port: target.port,
-            caCerts: options.caCerts,
-          })
+          ? connectTls(target, options.caCerts)
           : Deno.connect({ hostname: target.hostname, port: target.port, signal: deadline }),
         deadline,
         (late) => late.close(),
@@ -452,6 +448,18 @@ export class RedisConnection {
 }
 
 const PING = encodeCommand(["PING"]);
+
+/** A TLS connection with its handshake done, so a refused certificate shows here, by name. */
+async function connectTls(target: RedisTarget, caCerts: string[] | undefined): Promise<Deno.Conn> {
+  const conn = await Deno.connectTls({ hostname: target.hostname, port: target.port, caCerts });
+  try {
+    await conn.handshake();
+  } catch (error) {
+    conn.close();
+    throw new Error(`TLS handshake failed: ${(error as Error).message}`, { cause: error });
+  }
+  return conn;
+}
 
 /**
  * Waits for `promise` until `signal` aborts; then rejects, and hands the

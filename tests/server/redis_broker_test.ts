@@ -21,7 +21,7 @@ import {
 } from "../../mod.ts";
 import { RedisConnection } from "../../src/server/redis_connection.ts";
 import { delay, waitUntil } from "../helpers/harness.ts";
-import { HAS_REDIS, type RedisProcess, startRedis } from "../helpers/redis.ts";
+import { freePort, HAS_REDIS, type RedisProcess, startRedis } from "../helpers/redis.ts";
 
 const ignore = !HAS_REDIS;
 
@@ -56,9 +56,9 @@ function startNode(url: string, options: RedisBrokerOptions = {}): Node {
 }
 
 /** How many subscriber connections Redis has for `channel` (PUBSUB NUMSUB). */
-async function numsub(redis: RedisProcess, channel: string): Promise<number> {
+async function numsub(redis: RedisProcess, channel: string, password?: string): Promise<number> {
   const connection = await RedisConnection.open(
-    { tls: false, hostname: "127.0.0.1", port: redis.port },
+    { tls: false, hostname: "127.0.0.1", port: redis.port, password },
     { timeout: 1_000, maxQueueBytes: 1 << 20 },
   );
   try {
@@ -70,11 +70,16 @@ async function numsub(redis: RedisProcess, channel: string): Promise<number> {
   }
 }
 
-async function waitSubscribed(redis: RedisProcess, room: string, count: number): Promise<void> {
+async function waitSubscribed(
+  redis: RedisProcess,
+  room: string,
+  count: number,
+  password?: string,
+): Promise<void> {
   const deadline = Date.now() + 5_000;
   while (true) {
     try {
-      if (await numsub(redis, `tsunagu:${room}`) === count) return;
+      if (await numsub(redis, `tsunagu:${room}`, password) === count) return;
     } catch {
       // Redis still starting: try again.
     }
@@ -407,5 +412,46 @@ Deno.test({
     assert.ok(Date.now() - started < 1_000, `shutdown took ${Date.now() - started} ms`);
     assert.equal(node.broker.up, false);
     await redis.stop();
+  },
+});
+
+Deno.test({
+  name: "redis broker: rediss:// (TLS through Deno.connectTls) with a private CA and a password",
+  ignore,
+  async fn() {
+    const tlsPort = freePort();
+    const redis = await startRedis([
+      "--tls-port",
+      String(tlsPort),
+      "--tls-cert-file",
+      "tests/fixtures/tls_cert.pem",
+      "--tls-key-file",
+      "tests/fixtures/tls_key.pem",
+      "--tls-auth-clients",
+      "no",
+      "--requirepass",
+      "tls-pass",
+    ]);
+    const caCerts = [await Deno.readTextFile("tests/fixtures/tls_cert.pem")];
+    const url = `rediss://:tls-pass@localhost:${tlsPort}`;
+    // Without the CA, the certificate is refused: a clear error, not a hang.
+    const untrusted = await checkRedis({ url }).catch((error) => error);
+    assert.equal(untrusted.kind, "unreachable");
+    assert.match(
+      untrusted.message,
+      /cannot connect to rediss:\/\/localhost:\d+: TLS handshake failed/,
+    );
+    await checkRedis({ url, caCerts });
+
+    const a = startNode(url, { caCerts });
+    const b = startNode(url, { caCerts });
+    await waitUntil(() => a.broker.up && b.broker.up, "both brokers up over TLS");
+    const [client, got] = await listen(b, "secure");
+    await waitSubscribed(redis, "secure", 1, "tls-pass");
+    a.server.publish("secure", new Uint8Array([1, 2, 3]));
+    a.server.publish("secure", "text over tls");
+    await waitUntil(() => got.length === 2, "messages over TLS");
+    assert.deepEqual(got, [new Uint8Array([1, 2, 3]), "text over tls"]);
+    await closeAll([client], [a, b], redis);
   },
 });
