@@ -81,6 +81,15 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | null {
   }
 }
 
+/**
+ * The bytes before the payload in an envelope from `node` (checked with
+ * {@linkcode isNodeId}): the header and the payload together are the
+ * envelope, so the payload can be written after it without joining them.
+ */
+export function envelopeHead(node: string, text: boolean): Uint8Array {
+  return envelopeBytes(node, new Uint8Array(0), text);
+}
+
 /** Whether an envelope (as bytes) came from `node`, without decoding the payload. */
 export function envelopeFrom(bytes: Uint8Array, node: string): boolean {
   if (bytes.length < 2 + node.length || bytes[1] !== node.length) return false;

@@ -8,11 +8,12 @@
 
 import {
   decodeEnvelope,
-  envelopeBytes,
   envelopeFrom,
+  envelopeHead,
   isNodeId,
 } from "../protocol/broker_envelope.ts";
 import { encodeCommand, type RespValue } from "../protocol/resp.ts";
+import { utf8Length } from "../protocol/utf8.ts";
 import type { Broker, BrokerDeliver, BrokerMetrics } from "./broker.ts";
 import {
   parseRedisUrl,
@@ -80,7 +81,6 @@ export interface RedisBrokerOptions {
   onStateChange?: (up: boolean, reason: string) => void;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 // SUBSCRIBE at most this many channels per command when subscribing again.
 const SUBSCRIBE_BATCH = 1000;
@@ -146,6 +146,9 @@ export class RedisBroker implements Broker {
   readonly #maxRetryDelay: number;
   readonly #onStateChange: (up: boolean, reason: string) => void;
 
+  // Envelope headers (kind byte, node id) for text and binary, made once.
+  readonly #textHead: Uint8Array;
+  readonly #binaryHead: Uint8Array;
   #deliver: BrokerDeliver | null = null;
   #topics = new Set<string>();
   #publisher: RedisConnection | null = null;
@@ -183,6 +186,8 @@ export class RedisBroker implements Broker {
     if (!isNodeId(this.#nodeId)) {
       throw new RangeError("nodeId must be 1 to 255 printable ASCII characters");
     }
+    this.#textHead = envelopeHead(this.#nodeId, true);
+    this.#binaryHead = envelopeHead(this.#nodeId, false);
     this.#maxMessageBytes = positive("maxMessageBytes", options.maxMessageBytes ?? 1024 * 1024);
     this.#pingInterval = positive("pingInterval", options.pingInterval ?? 5_000);
     this.#pingTimeout = positive("pingTimeout", options.pingTimeout ?? 5_000);
@@ -249,19 +254,21 @@ export class RedisBroker implements Broker {
       this.#dropped.down++;
       return;
     }
-    const payload = typeof data === "string" ? encoder.encode(data) : data;
-    if (payload.length > this.#maxMessageBytes) {
+    const text = typeof data === "string";
+    const size = text ? utf8Length(data) : data.length;
+    if (size > this.#maxMessageBytes) {
       this.#dropped.tooLarge++;
       return;
     }
-    const envelope = envelopeBytes(this.#nodeId, payload, typeof data === "string");
-    const command = encodeCommand(["PUBLISH", this.#prefix + topic, envelope]);
+    // One buffer: PUBLISH, the channel, and the envelope (header then payload).
+    const head = text ? this.#textHead : this.#binaryHead;
+    const command = encodeCommand(["PUBLISH", this.#prefix + topic, [head, data]]);
     if (!publisher.send(command)) {
       this.#dropped[publisher.open ? "queueFull" : "down"]++;
       return;
     }
     this.#metrics.messagesOut++;
-    this.#metrics.bytesOut += payload.length;
+    this.#metrics.bytesOut += size;
   }
 
   /** Counters: state, messages and bytes each way, drops by cause, reconnects. */
