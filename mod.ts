@@ -61,6 +61,8 @@ export {
   WorkerPool,
   type WorkersOptions,
 } from "./src/server/workers.ts";
+export { checkRedis, RedisBroker, type RedisBrokerOptions } from "./src/server/redis_broker.ts";
+export { RedisError } from "./src/server/redis_connection.ts";
 export {
   type DeflateAgreement,
   type DeflateParams,

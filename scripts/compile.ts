@@ -30,6 +30,8 @@ import { dirname } from "node:path";
 const BAKED_FLAGS = [
   "--allow-net",
   "--allow-read",
+  // --redis may take its password from this variable, never from the command line.
+  "--allow-env=TSUNAGU_REDIS_PASSWORD",
   "--unstable-net",
   "--include",
   "src/cli/serve_worker.ts",

@@ -16,6 +16,8 @@ import { formatPrometheus } from "../server/metrics.ts";
 import type { Handlers, ServeOptions } from "../server/options.ts";
 import { serve, type Server } from "../server/server.ts";
 import { serveWorkers } from "../server/workers.ts";
+import { openRedisBroker } from "./redis_option.ts";
+import type { RedisBroker } from "../server/redis_broker.ts";
 
 /** How long a graceful shutdown waits for clients' closing handshakes, in ms. */
 const SHUTDOWN_TIMEOUT = 5_000;
@@ -57,6 +59,7 @@ function httpHandler(
   config: ServeConfig,
   files: StaticHandler | undefined,
   server: () => Server<Peer>,
+  broker?: RedisBroker,
 ): Handlers<Peer>["fetch"] {
   const { healthPath, metricsPath } = config;
   if (
@@ -70,7 +73,10 @@ function httpHandler(
     const { pathname } = new URL(request.url);
     if (pathname === healthPath || pathname === metricsPath) {
       if (!readOnly) return textResponse(405, "method not allowed", { allow: "GET, HEAD" });
-      if (pathname === healthPath) return textResponse(200, "ok");
+      if (pathname === healthPath) {
+        // Still 200: local rooms work without Redis, so the node stays in service.
+        return textResponse(200, broker !== undefined && !broker.up ? "ok (redis down)" : "ok");
+      }
       return new Response(formatPrometheus(server().metrics()), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
@@ -96,6 +102,7 @@ export function serveHandlers(
   logger: Logger,
   files: StaticHandler | undefined,
   server: () => Server<Peer>,
+  broker?: RedisBroker,
 ): Handlers<Peer> {
   const { mode } = config;
   const rooms = mode === "chat"
@@ -145,7 +152,7 @@ export function serveHandlers(
         path: socket?.data.path,
       });
     },
-    fetch: httpHandler(config, files, server),
+    fetch: httpHandler(config, files, server, broker),
   };
 }
 
@@ -171,9 +178,10 @@ function startServer(
   tls: { cert: string; key: string } | undefined,
   serverHandlers: Handlers<Peer>,
   onListen: CliIo["onListen"],
+  broker?: RedisBroker,
 ): Server<Peer> {
   try {
-    return serve<Peer>({ ...serveOptions(config, tls), onListen }, serverHandlers);
+    return serve<Peer>({ ...serveOptions(config, tls), broker, onListen }, serverHandlers);
   } catch (error) {
     throw listenError(error, config, tls !== undefined);
   }
@@ -262,12 +270,14 @@ export async function runServe(
     : undefined;
   const files = config.staticDir !== undefined ? await openStatic(config.staticDir) : undefined;
   const logger = new Logger({ format: config.logFormat, quiet: config.quiet, out, err });
+  const broker = await openRedisBroker(config, logger);
   let running: Server<Peer> | undefined;
-  const serverHandlers = serveHandlers(config, logger, files, () => running!);
-  // One server here, or one per worker on a shared port (--workers).
+  const serverHandlers = serveHandlers(config, logger, files, () => running!, broker);
+  // One server here, or one per worker on a shared port (--workers); with
+  // --redis each worker opens its own connection to Redis.
   const server: Pick<Server<Peer>, "addr" | "finished" | "shutdown"> = config.workers > 1
     ? await startWorkers(config, io.onListen)
-    : running = startServer(config, tls, serverHandlers, io.onListen);
+    : running = startServer(config, tls, serverHandlers, io.onListen, broker);
 
   const urls = listeningUrls(
     server.addr,

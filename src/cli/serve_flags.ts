@@ -11,6 +11,7 @@ import { type CliError, fail } from "./cli_error.ts";
 import { formatDuration, formatSize, parseDuration, parseSize } from "./values.ts";
 import { MIN_DURATION_MS } from "../connection/options.ts";
 import { DEFAULTS } from "../server/options.ts";
+import { parseRedisUrl } from "../server/redis_connection.ts";
 
 /**
  * What `--mode` selects.
@@ -85,6 +86,13 @@ export interface ServeConfig {
   reusePort: boolean;
   /** Servers to run on the port, one per worker, sharing rooms (1: no workers). */
   workers: number;
+  /**
+   * When set, rooms span every server on this Redis (`redis://` or
+   * `rediss://`); the password may come from `TSUNAGU_REDIS_PASSWORD`.
+   */
+  redisUrl?: string;
+  /** Redis channel prefix for the rooms. */
+  redisPrefix: string;
 }
 
 /** The defaults of `tsunagu serve`, as the help text shows them. */
@@ -101,6 +109,7 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   deflate: false,
   reusePort: false,
   workers: 1,
+  redisPrefix: "tsunagu:",
 };
 
 type Setter = (config: ServeConfig, value: string) => string | undefined;
@@ -294,6 +303,31 @@ const FLAGS: readonly FlagSpec[] = [
         return "expected auto or an integer from 1 to 256";
       }
       config.workers = workers;
+    },
+  },
+  {
+    name: "redis",
+    value: "URL",
+    help: "share rooms with every server on this Redis:\n" +
+      "redis://[user:password@]host[:port][/db]\n" +
+      "or rediss:// (TLS); the password may come\nfrom TSUNAGU_REDIS_PASSWORD instead",
+    shown: "off",
+    set(config, value) {
+      try {
+        parseRedisUrl(value);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      config.redisUrl = value;
+    },
+  },
+  {
+    name: "redis-prefix",
+    value: "PREFIX",
+    help: "Redis channel name prefix for rooms",
+    shown: SERVE_DEFAULTS.redisPrefix,
+    set(config, value) {
+      config.redisPrefix = value;
     },
   },
   {

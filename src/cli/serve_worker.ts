@@ -7,6 +7,7 @@
  */
 
 import { Logger } from "./logger.ts";
+import { openRedisBroker } from "./redis_option.ts";
 import { openStatic, type Peer, readPem, serveHandlers, serveOptions } from "./serve_command.ts";
 import type { ServeConfig } from "./serve_flags.ts";
 import type { Server } from "../server/server.ts";
@@ -27,8 +28,11 @@ const { port: _port, hostname: _hostname, reusePort: _reusePort, ...options } = 
   config,
   tls,
 );
+// With --redis, each worker is a node of its own on Redis: rooms span the
+// workers and the machines alike. Without it, the pool's channel broker.
+const broker = await openRedisBroker(config, logger);
 // The handlers reach the server only once it runs (metrics on --metrics).
 const server: Server<Peer> = await serveInWorker<Peer>(
-  options,
-  serveHandlers(config, logger, files, () => server),
+  { ...options, broker },
+  serveHandlers(config, logger, files, () => server, broker),
 );

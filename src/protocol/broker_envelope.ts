@@ -36,12 +36,23 @@ export interface Envelope {
  * ```
  */
 export function encodeEnvelope(node: string, data: string | Uint8Array): Uint8Array {
-  if (node.length === 0 || node.length > 255 || !/^[\x20-\x7e]+$/.test(node)) {
-    throw new RangeError("a node id is 1 to 255 printable ASCII characters");
-  }
-  const payload = typeof data === "string" ? encoder.encode(data) : data;
+  if (!isNodeId(node)) throw new RangeError("a node id is 1 to 255 printable ASCII characters");
+  const text = typeof data === "string";
+  return envelopeBytes(node, text ? encoder.encode(data) : data, text);
+}
+
+/** Whether `node` can be a node id: 1 to 255 printable ASCII characters. */
+export function isNodeId(node: string): boolean {
+  return node.length > 0 && node.length <= 255 && /^[\x20-\x7e]+$/.test(node);
+}
+
+/**
+ * {@linkcode encodeEnvelope} for a payload already in bytes (`text`: they
+ * are UTF-8 text) and a node id already checked with {@linkcode isNodeId}.
+ */
+export function envelopeBytes(node: string, payload: Uint8Array, text: boolean): Uint8Array {
   const out = new Uint8Array(2 + node.length + payload.length);
-  out[0] = typeof data === "string" ? TEXT : BINARY;
+  out[0] = text ? TEXT : BINARY;
   out[1] = node.length;
   for (let k = 0; k < node.length; k++) out[2 + k] = node.charCodeAt(k);
   out.set(payload, 2 + node.length);
@@ -68,6 +79,15 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The bytes before the payload in an envelope from `node` (checked with
+ * {@linkcode isNodeId}): the header and the payload together are the
+ * envelope, so the payload can be written after it without joining them.
+ */
+export function envelopeHead(node: string, text: boolean): Uint8Array {
+  return envelopeBytes(node, new Uint8Array(0), text);
 }
 
 /** Whether an envelope (as bytes) came from `node`, without decoding the payload. */

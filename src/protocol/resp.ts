@@ -19,6 +19,8 @@
  * @module
  */
 
+import { encodeUtf8Into, utf8Length } from "./utf8.ts";
+
 /**
  * An error reply (`-ERR …`). The first word is the error kind (`ERR`,
  * `WRONGPASS`, `NOAUTH`, …).
@@ -330,11 +332,30 @@ function parseInteger(text: string): number | null {
   return Number(text);
 }
 
-/** A command argument: strings go as UTF-8, bytes as they are. */
-export type RespArg = string | Uint8Array;
+/**
+ * A command argument: strings go as UTF-8, bytes as they are, and an array
+ * of those as one argument made of their concatenation (an envelope header
+ * and a payload, say, without joining them first).
+ */
+export type RespArg = string | Uint8Array | readonly (string | Uint8Array)[];
+
+function partLength(part: string | Uint8Array): number {
+  return typeof part === "string" ? utf8Length(part) : part.length;
+}
+
+function writePart(part: string | Uint8Array, out: Uint8Array, at: number, length: number): number {
+  if (typeof part !== "string") {
+    out.set(part, at);
+  } else if (length < 256) {
+    encodeUtf8Into(part, out, at);
+  } else {
+    encoder.encodeInto(part, out.subarray(at, at + length));
+  }
+  return at + length;
+}
 
 /**
- * Encodes a command as RESP: an array of bulk strings.
+ * Encodes a command as RESP: an array of bulk strings, in one allocation.
  *
  * @example
  * ```ts
@@ -344,33 +365,74 @@ export type RespArg = string | Uint8Array;
  * ```
  */
 export function encodeCommand(args: readonly RespArg[]): Uint8Array {
-  const parts: Uint8Array[] = new Array(args.length);
-  let size = 0;
+  // Byte lengths first (strings measured, not encoded), then one buffer.
+  const lengths: number[] = [];
+  const argLengths: number[] = new Array(args.length);
+  let size = 3 + digits(args.length); // *N CRLF
   for (let k = 0; k < args.length; k++) {
     const arg = args[k];
-    const bytes = typeof arg === "string" ? encoder.encode(arg) : arg;
-    parts[k] = bytes;
-    size += bytes.length + digits(bytes.length) + 5; // $ len CRLF bytes CRLF
+    let argLength = 0;
+    if (typeof arg === "string" || arg instanceof Uint8Array) {
+      const length = partLength(arg);
+      lengths.push(length);
+      argLength = length;
+    } else {
+      for (const part of arg) {
+        const length = partLength(part);
+        lengths.push(length);
+        argLength += length;
+      }
+    }
+    argLengths[k] = argLength;
+    size += argLength + digits(argLength) + 5; // $ len CRLF bytes CRLF
   }
-  const head = `*${args.length}\r\n`;
-  size += head.length;
-  const out = new Uint8Array(size);
-  let at = writeAscii(out, 0, head);
-  for (const bytes of parts) {
-    at = writeAscii(out, at, `$${bytes.length}\r\n`);
-    out.set(bytes, at);
-    at += bytes.length;
+  const out = allocate(size);
+  let at = writeAscii(out, 0, `*${args.length}\r\n`);
+  let next = 0;
+  for (let k = 0; k < args.length; k++) {
+    at = writeAscii(out, at, `$${argLengths[k]}\r\n`);
+    const arg = args[k];
+    if (typeof arg === "string" || arg instanceof Uint8Array) {
+      at = writePart(arg, out, at, lengths[next++]);
+    } else {
+      for (const part of arg) at = writePart(part, out, at, lengths[next++]);
+    }
     out[at++] = CR;
     out[at++] = LF;
   }
   return out;
 }
 
+// Small commands are carved out of a shared slab, moving forward only (a
+// command handed out is never overwritten): a view is much cheaper than a
+// backing store of its own per PUBLISH.
+const SLAB_SIZE = 64 * 1024;
+const SLAB_MAX_PIECE = 4 * 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabAt = 0;
+
+function allocate(size: number): Uint8Array {
+  if (size > SLAB_MAX_PIECE) return new Uint8Array(size);
+  if (slabAt + size > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabAt = 0;
+  }
+  const piece = slab.subarray(slabAt, slabAt + size);
+  slabAt += size;
+  return piece;
+}
+
 function digits(n: number): number {
-  return n < 10 ? 1 : String(n).length;
+  let count = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    count++;
+  }
+  return count;
 }
 
 function writeAscii(out: Uint8Array, at: number, text: string): number {
+  // Only ever "*N\r\n" and "$N\r\n": short, ASCII.
   for (let k = 0; k < text.length; k++) out[at++] = text.charCodeAt(k);
   return at;
 }

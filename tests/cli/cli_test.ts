@@ -42,6 +42,8 @@ const FLAG_NAMES = [
   "deflate",
   "reuse-port",
   "workers",
+  "redis",
+  "redis-prefix",
   "log-format",
   "quiet",
 ];
@@ -79,6 +81,7 @@ Deno.test("cli args: serve defaults", () => {
     deflate: false,
     reusePort: false,
     workers: 1,
+    redisPrefix: "tsunagu:",
   });
 });
 
@@ -130,6 +133,7 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       deflate: true,
       reusePort: true,
       workers: 3,
+      redisPrefix: "tsunagu:",
     },
   );
   const short = serveConfig(["-p", "0", "-q", "--mode=chat", "--max-connections", "unlimited"]);

@@ -257,3 +257,25 @@ Deno.test("envelope: malformed input is null, a bad node id throws", () => {
   assert.throws(() => encodeEnvelope("", "x"), RangeError);
   assert.throws(() => encodeEnvelope("é", "x"), RangeError);
 });
+
+Deno.test("resp: an argument given as parts is their concatenation; commands are never overwritten", () => {
+  const dec = new TextDecoder();
+  assert.equal(
+    dec.decode(encodeCommand(["PUBLISH", "c", [new Uint8Array([0x74]), "héllo", "!"]])),
+    "*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$8\r\nthéllo!\r\n",
+  );
+  // Long strings take the TextEncoder path; lengths stay UTF-8 bytes.
+  const long = "ü".repeat(1000);
+  assert.deepEqual(
+    encodeCommand([long]),
+    bytes(`*1\r\n$2000\r\n`, enc.encode(long), "\r\n"),
+  );
+  // Small commands share a slab: earlier ones must survive later ones.
+  const kept = Array.from({ length: 3000 }, (_, k) => encodeCommand(["SET", `k${k}`, `v${k}`]));
+  kept.forEach((command, k) => {
+    assert.equal(
+      dec.decode(command),
+      `*3\r\n$3\r\nSET\r\n$${`k${k}`.length}\r\nk${k}\r\n$${`v${k}`.length}\r\nv${k}\r\n`,
+    );
+  });
+});
