@@ -1,42 +1,48 @@
 /**
  * A {@linkcode Broker} for servers in one process: workers (or several
- * servers on one thread) share topics through a `BroadcastChannel`.
+ * servers on one thread) share topics over `MessagePort`s, one port per
+ * pair of servers.
  *
- * Why a BroadcastChannel and not MessagePorts: a channel is one hop from
- * any worker to every other, with no relay thread and no N×N mesh of ports
- * to set up and mend when a worker is replaced; the spec keeps one sender's
- * messages in order; and structured cloning keeps strings as strings and
- * bytes as bytes. Its cost is that every worker receives every message and
- * drops those for topics it has no subscriber of: with one worker per core
- * that is a handful of receivers, measured in bench/RESULTS.md.
+ * Why MessagePorts and not a `BroadcastChannel`, which would need no set-up:
+ * Deno's BroadcastChannel drops messages when a burst outruns a receiver
+ * (measured: of 20,000 messages posted in a loop, 5,888 arrived; of 1,000,
+ * 322), silently. A MessagePort queues instead and delivered every message
+ * in the same runs (200,000 of 200,000), in order. One port per pair is one
+ * hop from any server to any other with no relay thread; the pool mends the
+ * mesh when a worker is replaced (see workers.ts). bench/channel_bench.ts
+ * measures both.
  *
  * @module
  */
 
 import type { Broker, BrokerDeliver, BrokerMetrics } from "./broker.ts";
 
-/** What crosses the channel: a topic and its message. */
-interface ChannelMessage {
+/** What crosses a port: a topic and its message. */
+interface PeerMessage {
   topic: string;
   data: string | Uint8Array;
 }
 
 /**
- * A broker over a `BroadcastChannel`: every server in the process that
- * uses the same channel name shares its topics with the others. This is
- * what {@linkcode serveWorkers} gives each worker; use it directly to share
- * topics between servers you start yourself in one process.
+ * A broker over MessagePorts: every server whose broker is linked to this
+ * one (by {@linkcode ChannelBroker.link}, or by {@linkcode serveWorkers}
+ * for its workers) receives this server's publishes for the topics it has
+ * subscribers of, and this server theirs.
  *
- * Delivery is in order per publisher and never lost while both ends run (a
- * channel has no network to fail); a message published while a worker is
- * being replaced does not reach that worker's clients, who have been
- * disconnected anyway.
+ * Delivery is in order per publisher and nothing is lost while both ends
+ * run: ports queue rather than drop. There is no backpressure between
+ * servers: a publisher that outruns another server's event loop grows that
+ * server's queue (the same as a fast publisher on one server grows its
+ * sockets' queues, which `maxBufferedAmount` bounds).
  *
- * @example
+ * @example Two servers in one process, linked
  * ```ts
  * import { ChannelBroker, serve } from "@tsunagu/ws";
- * const a = serve({ port: 0, hostname: "127.0.0.1", broker: new ChannelBroker("doc-example") });
- * const b = serve({ port: 0, hostname: "127.0.0.1", broker: new ChannelBroker("doc-example") }, {
+ * const brokerA = new ChannelBroker();
+ * const brokerB = new ChannelBroker();
+ * ChannelBroker.link(brokerA, brokerB);
+ * const a = serve({ port: 0, hostname: "127.0.0.1", broker: brokerA });
+ * const b = serve({ port: 0, hostname: "127.0.0.1", broker: brokerB }, {
  *   open(socket) {
  *     socket.subscribe("lobby");
  *     socket.send("joined");
@@ -45,7 +51,7 @@ interface ChannelMessage {
  * const client = new WebSocket(b.url);
  * const heard = await new Promise((resolve) => {
  *   client.onmessage = (event) => {
- *     if (event.data === "joined") setTimeout(() => a.publish("lobby", "hello from a"), 50);
+ *     if (event.data === "joined") a.publish("lobby", "hello from a");
  *     else resolve(event.data);
  *   };
  * });
@@ -55,31 +61,63 @@ interface ChannelMessage {
  * ```
  */
 export class ChannelBroker implements Broker {
-  readonly #name: string;
-  #channel: BroadcastChannel | null = null;
+  #peers = new Map<string, MessagePort>();
   #deliver: BrokerDeliver | null = null;
+  #started = false;
+  #closed = false;
   #topics = new Set<string>();
-  #metrics = {
-    messagesOut: 0,
-    bytesOut: 0,
-    messagesIn: 0,
-    bytesIn: 0,
-    malformed: 0,
-  };
+  #metrics = { messagesOut: 0, bytesOut: 0, messagesIn: 0, bytesIn: 0, malformed: 0 };
+  static #linked = 0;
 
-  /** Servers whose brokers use the same `name` share topics. */
-  constructor(name = "tsunagu") {
-    this.#name = name;
+  /**
+   * Links two brokers with a new `MessageChannel`: each then hears the
+   * other's publishes. Link every pair that should share topics.
+   */
+  static link(a: ChannelBroker, b: ChannelBroker): void {
+    const { port1, port2 } = new MessageChannel();
+    const id = `link-${++ChannelBroker.#linked}`;
+    a.addPeer(id, port1);
+    b.addPeer(id, port2);
   }
 
-  /** Opens the channel; called by the server. */
+  /**
+   * Adds the port to another server's broker, under an `id` this broker
+   * uses only to {@linkcode ChannelBroker.removePeer} it again. A port with
+   * the same id replaces the old one.
+   */
+  addPeer(id: string, port: MessagePort): void {
+    this.removePeer(id);
+    if (this.#closed) {
+      port.close();
+      return;
+    }
+    this.#peers.set(id, port);
+    port.onmessage = (event: MessageEvent<PeerMessage>) => this.#receive(event.data);
+    // A port receives only once started; before start() nothing is delivered anyway.
+    if (this.#started) port.start();
+  }
+
+  /** Closes the port to a server that is gone (e.g. a worker being replaced). */
+  removePeer(id: string): void {
+    const port = this.#peers.get(id);
+    if (port === undefined) return;
+    port.close();
+    this.#peers.delete(id);
+  }
+
+  /** How many other servers this broker reaches. */
+  get peers(): number {
+    return this.#peers.size;
+  }
+
+  /** Starts receiving; called by the server. */
   start(deliver: BrokerDeliver): void {
     this.#deliver = deliver;
-    const channel = this.#channel = new BroadcastChannel(this.#name);
-    channel.onmessage = (event: MessageEvent<ChannelMessage>) => this.#receive(event.data);
+    this.#started = true;
+    for (const port of this.#peers.values()) port.start();
   }
 
-  /** Starts taking `topic`'s messages from the channel. */
+  /** Starts taking `topic`'s messages. */
   subscribe(topic: string): void {
     this.#topics.add(topic);
   }
@@ -89,27 +127,31 @@ export class ChannelBroker implements Broker {
     this.#topics.delete(topic);
   }
 
-  /** Posts a message to every other server on the channel. */
+  /** Posts a message to every linked server. */
   publish(topic: string, data: string | Uint8Array): void {
-    const channel = this.#channel;
-    if (channel === null) return;
-    channel.postMessage({ topic, data } satisfies ChannelMessage);
+    if (this.#closed || this.#peers.size === 0) return;
+    const message: PeerMessage = { topic, data };
+    for (const port of this.#peers.values()) port.postMessage(message);
     this.#metrics.messagesOut++;
-    this.#metrics.bytesOut += byteLength(data);
+    this.#metrics.bytesOut += data.length;
   }
 
-  /** Closes the channel. */
+  /** Closes every port; called by the server at shutdown. */
   close(): void {
-    this.#channel?.close();
-    this.#channel = null;
+    this.#closed = true;
+    for (const port of this.#peers.values()) port.close();
+    this.#peers.clear();
     this.#deliver = null;
   }
 
-  /** Counters for `server.metrics().broker`. */
+  /**
+   * Counters for `server.metrics().broker`. Byte counts are payload bytes
+   * for binary messages and UTF-16 lengths for text (no encoding just to count).
+   */
   metrics(): BrokerMetrics {
     const { messagesOut, bytesOut, messagesIn, bytesIn, malformed } = this.#metrics;
     return {
-      up: this.#channel !== null,
+      up: !this.#closed,
       messagesOut,
       bytesOut,
       messagesIn,
@@ -119,8 +161,7 @@ export class ChannelBroker implements Broker {
     };
   }
 
-  #receive(message: ChannelMessage): void {
-    // Anyone in the process may post on a channel name: check the shape.
+  #receive(message: PeerMessage): void {
     if (
       message === null || typeof message !== "object" || typeof message.topic !== "string" ||
       (typeof message.data !== "string" && !(message.data instanceof Uint8Array))
@@ -128,15 +169,10 @@ export class ChannelBroker implements Broker {
       this.#metrics.malformed++;
       return;
     }
-    // Every server on the channel gets every message: keep those with local interest.
+    // Every linked server gets every message: keep those with local interest.
     if (!this.#topics.has(message.topic) || this.#deliver === null) return;
     this.#metrics.messagesIn++;
-    this.#metrics.bytesIn += byteLength(message.data);
+    this.#metrics.bytesIn += message.data.length;
     this.#deliver(message.topic, message.data);
   }
-}
-
-/** Bytes of a binary message; a string counts its UTF-16 length (no encoding just to count). */
-function byteLength(data: string | Uint8Array): number {
-  return data.length;
 }

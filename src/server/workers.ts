@@ -2,9 +2,10 @@
  * One server per core: {@linkcode serveWorkers} runs N copies of an
  * application module in Deno workers that share one port (`reusePort`, so
  * the kernel spreads connections over them) and share topics through a
- * {@linkcode ChannelBroker}; {@linkcode serveInWorker} is what the module
- * calls instead of `serve`. Shutdown reaches every worker; a worker that
- * dies is reported and replaced.
+ * {@linkcode ChannelBroker} in each, linked to every other worker's by a
+ * MessagePort; {@linkcode serveInWorker} is what the module calls instead
+ * of `serve`. Shutdown reaches every worker; a worker that dies is reported
+ * and replaced, and the mesh of ports is mended around it.
  *
  * @module
  */
@@ -25,12 +26,18 @@ export interface WorkerInit {
   hostname: string;
   /** The `data` given to {@linkcode serveWorkers}, cloned. */
   data: unknown;
-  /** The channel name the workers share topics on. */
-  channel: string;
+}
+
+/** A port to another worker's broker, named after that worker. */
+interface PeerPort {
+  id: string;
+  port: MessagePort;
 }
 
 type ToWorker =
-  | { type: "init"; init: WorkerInit }
+  | { type: "init"; init: WorkerInit; peers: PeerPort[] }
+  | { type: "peer"; peer: PeerPort }
+  | { type: "peer-gone"; id: string }
   | { type: "shutdown"; timeout: number | undefined };
 
 type FromWorker =
@@ -131,13 +138,7 @@ export class WorkerPool {
       probe.close();
     }
     this.addr = { transport: "tcp", hostname, port };
-    this.#init = {
-      workers: count,
-      port,
-      hostname,
-      data: options.data,
-      channel: `tsunagu-workers-${crypto.randomUUID()}`,
-    };
+    this.#init = { workers: count, port, hostname, data: options.data };
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.listening = new Promise((resolve, reject) => {
       this.#resolveListening = resolve;
@@ -146,7 +147,7 @@ export class WorkerPool {
     // A pool nobody awaits must not leave an unhandled rejection behind.
     this.listening.catch(() => {});
     for (let index = 0; index < count; index++) {
-      const slot: Slot = {
+      this.#slots.push({
         index,
         worker: null,
         listening: false,
@@ -154,10 +155,9 @@ export class WorkerPool {
         restartDelay: 100,
         finished: null,
         restartTimer: null,
-      };
-      this.#slots.push(slot);
-      this.#spawn(slot);
+      });
     }
+    for (const slot of this.#slots) this.#spawn(slot);
   }
 
   /** How many workers the pool runs. */
@@ -213,6 +213,18 @@ export class WorkerPool {
     const worker = new Worker(this.#module, { type: "module" });
     slot.worker = worker;
     slot.listening = false;
+    // Link this worker's broker to every other worker's: a new port each,
+    // the other end sent to that worker (a replacement gets fresh ones).
+    const peers: PeerPort[] = [];
+    for (const other of this.#slots) {
+      if (other === slot || other.worker === null) continue;
+      const { port1, port2 } = new MessageChannel();
+      peers.push({ id: peerId(other.index), port: port1 });
+      other.worker.postMessage(
+        { type: "peer", peer: { id: peerId(slot.index), port: port2 } } satisfies ToWorker,
+        [port2],
+      );
+    }
     slot.started = Date.now();
     let listening = false;
     const startTimer = setTimeout(() => {
@@ -226,6 +238,9 @@ export class WorkerPool {
       worker.terminate();
       slot.worker = null;
       slot.listening = false;
+      for (const other of this.#slots) {
+        other.worker?.postMessage({ type: "peer-gone", id: peerId(slot.index) } satisfies ToWorker);
+      }
       if (slot.finished !== null) {
         // Failing while shutting down still counts as finished.
         slot.finished();
@@ -269,7 +284,8 @@ export class WorkerPool {
       }
     };
     worker.postMessage(
-      { type: "init", init: { ...this.#init, index: slot.index } } satisfies ToWorker,
+      { type: "init", init: { ...this.#init, index: slot.index }, peers } satisfies ToWorker,
+      peers.map((peer) => peer.port),
     );
   }
 
@@ -312,11 +328,59 @@ export function serveWorkers(module: string | URL, options: WorkersOptions = {})
   return new WorkerPool(module, options);
 }
 
-let initPromise: Promise<WorkerInit> | null = null;
+function peerId(index: number): string {
+  return `worker-${index}`;
+}
+
+/**
+ * The worker side's state: what the pool sent before the application asked
+ * for it. Listening starts when this module is loaded in a worker, so no
+ * message from the pool is missed, whatever the application awaits first.
+ */
+const inWorker = "WorkerGlobalScope" in globalThis;
+let initReceived: WorkerInit | null = null;
+let initWaiter: ((init: WorkerInit) => void) | null = null;
+/** Ports to other workers that arrived before the broker exists. */
+const pendingPeers = new Map<string, MessagePort>();
+let workerBroker: ChannelBroker | null = null;
+let onShutdown: ((timeout: number | undefined) => void) | null = null;
+
+function fromPool(event: MessageEvent): void {
+  const message = event.data as ToWorker;
+  if (message === null || typeof message !== "object") return;
+  if (message.type === "init") {
+    for (const peer of message.peers) addPeer(peer);
+    initReceived = message.init;
+    initWaiter?.(message.init);
+  } else if (message.type === "peer") {
+    addPeer(message.peer);
+  } else if (message.type === "peer-gone") {
+    workerBroker?.removePeer(message.id);
+    pendingPeers.get(message.id)?.close();
+    pendingPeers.delete(message.id);
+  } else if (message.type === "shutdown") {
+    onShutdown?.(message.timeout);
+  }
+}
+
+function addPeer(peer: PeerPort): void {
+  if (workerBroker !== null) {
+    workerBroker.addPeer(peer.id, peer.port);
+  } else {
+    pendingPeers.get(peer.id)?.close();
+    pendingPeers.set(peer.id, peer.port);
+  }
+}
+
+if (inWorker) {
+  (globalThis as unknown as {
+    addEventListener(type: string, listener: (event: MessageEvent) => void): void;
+  }).addEventListener("message", fromPool);
+}
 
 /**
  * Inside a worker started by {@linkcode serveWorkers}: what the pool sent
- * (index, port, the pool's `data`). Rejects outside such a worker.
+ * (index, port, the pool's `data`). Rejects outside a worker.
  *
  * @example
  * ```ts ignore
@@ -325,35 +389,26 @@ let initPromise: Promise<WorkerInit> | null = null;
  * ```
  */
 export function workerInit(): Promise<WorkerInit> {
-  if (initPromise !== null) return initPromise;
-  const scope = globalThis as unknown as {
-    postMessage?: unknown;
-    addEventListener?: (type: string, listener: (event: MessageEvent) => void) => void;
-    removeEventListener?: (type: string, listener: (event: MessageEvent) => void) => void;
-    document?: unknown;
-  };
-  if (typeof scope.postMessage !== "function" || typeof scope.addEventListener !== "function") {
+  if (!inWorker) {
     return Promise.reject(new Error("workerInit() and serveInWorker() run inside a worker"));
   }
-  initPromise = new Promise((resolve) => {
-    const listener = (event: MessageEvent) => {
-      const message = event.data as ToWorker;
-      if (message?.type !== "init") return;
-      scope.removeEventListener!("message", listener);
-      resolve(message.init);
+  if (initReceived !== null) return Promise.resolve(initReceived);
+  return new Promise((resolve) => {
+    const previous = initWaiter;
+    initWaiter = (init) => {
+      previous?.(init);
+      resolve(init);
     };
-    scope.addEventListener!("message", listener);
   });
-  return initPromise;
 }
 
 /**
  * The `serve` of a worker started by {@linkcode serveWorkers}: listens on
- * the pool's port (`reusePort`) with a {@linkcode ChannelBroker} shared by
- * the pool (unless `options.broker` is given, e.g. a Redis broker, which
- * then carries topics between workers and machines alike), tells the pool
- * it listens, and shuts down when the pool does. `port`, `hostname` and
- * `reusePort` come from the pool.
+ * the pool's port (`reusePort`) with a {@linkcode ChannelBroker} linked to
+ * every other worker of the pool (unless `options.broker` is given, e.g. a
+ * Redis broker, which then carries topics between workers and machines
+ * alike), tells the pool it listens, and shuts down when the pool does.
+ * `port`, `hostname` and `reusePort` come from the pool.
  *
  * @example app.ts, run by serveWorkers
  * ```ts ignore
@@ -369,10 +424,17 @@ export async function serveInWorker<T = undefined>(
   handlers: Handlers<T> = {},
 ): Promise<Server<T>> {
   const init = await workerInit();
-  const scope = globalThis as unknown as {
-    postMessage(message: FromWorker): void;
-    addEventListener(type: string, listener: (event: MessageEvent) => void): void;
-  };
+  const scope = globalThis as unknown as { postMessage(message: FromWorker): void };
+  let broker = options.broker;
+  if (broker === undefined) {
+    const channel = workerBroker = new ChannelBroker();
+    for (const [id, port] of pendingPeers) channel.addPeer(id, port);
+    broker = channel;
+  } else {
+    // Another broker carries the topics: the ports to other workers are not needed.
+    for (const port of pendingPeers.values()) port.close();
+  }
+  pendingPeers.clear();
   let server: Server<T>;
   try {
     server = serve<T>({
@@ -380,18 +442,16 @@ export async function serveInWorker<T = undefined>(
       port: init.port,
       hostname: init.hostname,
       reusePort: true,
-      broker: options.broker ?? new ChannelBroker(init.channel),
+      broker,
     }, handlers);
   } catch (error) {
     scope.postMessage({ type: "failed", message: String(error) });
     throw error;
   }
-  scope.addEventListener("message", async (event: MessageEvent) => {
-    const message = event.data as ToWorker;
-    if (message?.type !== "shutdown") return;
-    await server.shutdown({ timeout: message.timeout });
+  onShutdown = async (timeout) => {
+    await server.shutdown({ timeout });
     scope.postMessage({ type: "finished" });
-  });
+  };
   scope.postMessage({ type: "listening" });
   return server;
 }
