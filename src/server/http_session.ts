@@ -14,6 +14,7 @@ import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import {
   decodeRequestHead,
   encodeRejection,
+  encodeResponseHead,
   encodeSwitchingProtocols,
   findHeadEnd,
   type HandshakeRejection,
@@ -21,6 +22,8 @@ import {
   isRejection,
   isUpgradeRequest,
   parseRequestText,
+  type RequestAddress,
+  requestAddress,
   type RequestHead,
   type UpgradeRequest,
   validateUpgrade,
@@ -105,6 +108,8 @@ export class HttpSession<T> {
   #done = false;
   /** The response being written to a plain HTTP request, if any. */
   #response: ResponseWriter | null = null;
+  /** Where the request is addressed, once its head is parsed and validated. */
+  #address: RequestAddress | null = null;
   /** Settles when the client closes or the connection fails (see #watchPeer). */
   #peerGone: Promise<void> | null = null;
   /** The response is complete: the client's EOF is now expected, not a reason to abort. */
@@ -143,6 +148,21 @@ export class HttpSession<T> {
         return null;
       }
       this.#reader.consume(headEnd);
+      if (head.target === "*") {
+        // Asterisk-form (RFC 9112 §3.2.4) asks about the server as a whole,
+        // which a Request (whose URL needs a path) cannot carry to the
+        // application: the server answers OPTIONS * itself, with nothing to
+        // announce, and refuses "*" with any other method.
+        if (head.method === "OPTIONS") await this.#respondEmpty(204);
+        else await this.#reject({ status: 400, message: "a * target is only for OPTIONS" });
+        return null;
+      }
+      const address = requestAddress(head);
+      if (isRejection(address)) {
+        await this.#reject(address);
+        return null;
+      }
+      this.#address = address;
       if (!isUpgradeRequest(head)) {
         await this.#serveHttp(head);
         return null;
@@ -187,6 +207,13 @@ export class HttpSession<T> {
   async #reject(rejection: HandshakeRejection): Promise<void> {
     this.#host.httpResponded(rejection.status);
     await this.#respondBytes(encodeRejection(rejection));
+  }
+
+  /** Answers `status` with no body (and no Content-Type). */
+  async #respondEmpty(status: number): Promise<void> {
+    this.#host.httpResponded(status);
+    // No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
+    await this.#respondBytes(encodeResponseHead(status, [], null));
   }
 
   async #respondBytes(bytes: Uint8Array): Promise<void> {
@@ -242,15 +269,25 @@ export class HttpSession<T> {
     }
   }
 
-  #url(head: RequestHead, scheme: string): string {
-    const host = headerValues(head, "host")[0] ?? "localhost";
-    return `${scheme}://${host}${head.target.startsWith("/") ? head.target : "/"}`;
+  /**
+   * The request URL, from validated parts only (see requestAddress): the
+   * connection's scheme, the authority the request names (or, for HTTP/1.0
+   * without Host, the address it arrived on), and the path.
+   */
+  #url(scheme: string): string {
+    const address = this.#address!;
+    let authority = address.authority;
+    if (authority === null) {
+      const { hostname, port } = this.#conn.localAddr as Deno.NetAddr;
+      authority = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+    }
+    return `${scheme}://${authority}${address.path}`;
   }
 
   #request(head: RequestHead, body?: Uint8Array<ArrayBuffer>): Request | null {
     try {
       const scheme = this.#host.scheme === "wss" ? "https" : "http";
-      return new Request(this.#url(head, scheme), {
+      return new Request(this.#url(scheme), {
         method: head.method,
         headers: head.headers,
         body: body && body.length > 0 ? body : undefined,
@@ -322,7 +359,7 @@ export class HttpSession<T> {
       const connection = new Connection<T>(host, {
         conn: this.#conn,
         reader: this.#reader,
-        url: this.#url(head, host.scheme),
+        url: this.#url(host.scheme),
         protocol,
         // Parsed again on first use: the closure keeps only the head's
         // text (one flat string), not the parsed head with an array and two

@@ -7,6 +7,10 @@
 
 import assert from "node:assert/strict";
 import { parseRequestHead } from "../../mod.ts";
+import { parseAuthority, requestAddress } from "../../src/protocol/handshake.ts";
+import { buildUpgradeRequest, RawClient } from "../helpers/raw_client.ts";
+import { startServer } from "../helpers/harness.ts";
+import type { Handlers } from "../../mod.ts";
 
 const latin1 = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
@@ -117,6 +121,221 @@ Deno.test("parseRequestHead: NUL, other control bytes, DEL and non-ASCII in the 
   const head = parseRequestHead(latin1(`GET /${visible} HTTP/1.1\r\nHost: a\r\n\r\n`));
   assert.ok(!("status" in head));
   assert.equal(head.target, `/${visible}`);
+});
+
+/** Plain HTTP answered with the URL the application saw; upgrades recorded. */
+function urlServer() {
+  const urls: string[] = [];
+  const handlers: Handlers = {
+    fetch: (request) => new Response(request.url),
+    upgrade(request) {
+      urls.push(request.url);
+    },
+  };
+  return { ...startServer({}, handlers), urls };
+}
+
+/** Sends raw `head` bytes and reads the whole response. */
+async function exchange(port: number, head: string | Uint8Array) {
+  using raw = await RawClient.connect(port);
+  await raw.write(typeof head === "string" ? latin1(head) : head);
+  return await raw.readHttpResponse();
+}
+
+Deno.test("a request target with a NUL or control byte gets 400 from the server", async () => {
+  const h = urlServer();
+  try {
+    for (const target of ["/a\x00b", "/\x01", "/a\x1b[31m", "/\x7f", "/caf\xe9"]) {
+      const plain = await exchange(h.port, `GET ${target} HTTP/1.1\r\nHost: a\r\n\r\n`);
+      assert.equal(plain.status, 400, `plain ${JSON.stringify(target)}: ${plain.text}`);
+      const upgrade = await exchange(h.port, buildUpgradeRequest({ path: target }));
+      assert.equal(upgrade.status, 400, `upgrade ${JSON.stringify(target)}: ${upgrade.text}`);
+    }
+    assert.deepEqual(h.urls, [], "no upgrade reached the application");
+    assert.equal(h.server.connectionCount, 0);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+// ---- Host and the request URL ----
+
+Deno.test("parseAuthority: RFC 9110 host[:port], normalized; anything else is null", () => {
+  const valid: [string, string][] = [
+    ["example.com", "example.com"],
+    ["EXAMPLE.com:8080", "example.com:8080"],
+    ["127.0.0.1", "127.0.0.1"],
+    ["127.0.0.1:80", "127.0.0.1:80"],
+    ["[::1]", "[::1]"],
+    ["[::1]:9000", "[::1]:9000"],
+    ["[2001:DB8::7]:1", "[2001:db8::7]:1"],
+    ["[::ffff:192.0.2.1]", "[::ffff:192.0.2.1]"],
+    ["x:", "x"],
+    ["a-b_c~d.e!$&'()*+,;=", "a-b_c~d.e!$&'()*+,;="],
+    ["x:65535", "x:65535"],
+  ];
+  for (const [value, expected] of valid) assert.equal(parseAuthority(value), expected, value);
+  const invalid = [
+    "",
+    ":80",
+    "x/health?",
+    "x/ws?",
+    "x?y",
+    "x#y",
+    "user@x",
+    "x\\y",
+    "x y",
+    "x%2fy",
+    "x:99999",
+    "x:123456",
+    "x:8a",
+    "x:80:80",
+    "[::1",
+    "[zz::1]",
+    "[::1]x",
+    "[::1]:x",
+    "[]",
+    "[v1.abc]",
+    "[fe80::1%25eth0]",
+    "::1",
+    "caf\xe9",
+  ];
+  for (const value of invalid) assert.equal(parseAuthority(value), null, JSON.stringify(value));
+});
+
+Deno.test("requestAddress: origin-form, absolute-form, Host rules and refused forms", () => {
+  const head = (target: string, hosts: string[], version: [number, number] = [1, 1]) => ({
+    method: "GET",
+    target,
+    version,
+    headers: hosts.map((host): [string, string] => ["host", host]),
+  });
+  assert.deepEqual(requestAddress(head("/a?b", ["Example.com:81"])), {
+    authority: "example.com:81",
+    path: "/a?b",
+  });
+  // Absolute-form: the target's authority wins over Host (RFC 9112 §3.2.2).
+  assert.deepEqual(requestAddress(head("http://h.example/p?q=1", ["other"])), {
+    authority: "h.example",
+    path: "/p?q=1",
+  });
+  assert.deepEqual(requestAddress(head("HTTPS://h:8443", ["h"])), {
+    authority: "h:8443",
+    path: "/",
+  });
+  assert.deepEqual(requestAddress(head("http://h?x", ["h"])), { authority: "h", path: "/?x" });
+  // HTTP/1.0 may omit Host; the caller supplies the authority.
+  assert.deepEqual(requestAddress(head("/", [], [1, 0])), { authority: null, path: "/" });
+  const refused: [string, ReturnType<typeof head>][] = [
+    ["no Host on 1.1", head("/", [])],
+    ["two Hosts", head("/", ["a", "a"])],
+    ["two Hosts on 1.0", head("/", ["a", "b"], [1, 0])],
+    ["Host with a path", head("/", ["x/health?"])],
+    ["empty Host", head("/", [""])],
+    ["invalid Host beside absolute-form", head("http://h/", ["x/y"])],
+    ["asterisk", head("*", ["h"])],
+    ["authority-form", head("example.com:443", ["example.com"])],
+    ["other scheme", head("ftp://h/", ["h"])],
+    ["ws scheme", head("ws://h/", ["h"])],
+    ["userinfo", head("http://user@h/", ["h"])],
+    ["bad authority", head("http://h:99999/", ["h"])],
+    ["empty authority", head("http:///p", ["h"])],
+    ["fragment", head("/a#b", ["h"])],
+    ["relative path", head("a/b", ["h"])],
+  ];
+  for (const [what, request] of refused) {
+    const result = requestAddress(request);
+    assert.ok("status" in result, what);
+    assert.equal(result.status, 400, what);
+  }
+});
+
+Deno.test("a Host header cannot change the path: invalid Host values get 400", async () => {
+  const h = urlServer();
+  try {
+    for (const host of ["x/health?", "x/ws?", "x?", "x#", "u@x", "x:99999", "x\\y", "[::1"]) {
+      const plain = await exchange(h.port, `GET /other HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      assert.equal(plain.status, 400, `plain, Host ${host}: ${plain.text}`);
+      const upgrade = await exchange(h.port, buildUpgradeRequest({ path: "/other", host }));
+      assert.equal(upgrade.status, 400, `upgrade, Host ${host}: ${upgrade.text}`);
+    }
+    assert.deepEqual(h.urls, []);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("the request URL is built from the validated Host and the target", async () => {
+  const h = urlServer();
+  try {
+    const cases: [string, string][] = [
+      ["GET /a?b=1 HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n", "http://example.com:8080/a?b=1"],
+      ["GET / HTTP/1.1\r\nHost: [::1]:9000\r\n\r\n", "http://[::1]:9000/"],
+      ["GET //x/y HTTP/1.1\r\nHost: h\r\n\r\n", "http://h//x/y"],
+      // Absolute-form: the target's authority, not Host; the connection's scheme.
+      ["GET https://t.example/p?q HTTP/1.1\r\nHost: h\r\n\r\n", "http://t.example/p?q"],
+      // HTTP/1.0 without Host: the address the request arrived on.
+      ["GET /old HTTP/1.0\r\n\r\n", `http://127.0.0.1:${h.port}/old`],
+    ];
+    for (const [head, url] of cases) {
+      const response = await exchange(h.port, head);
+      assert.equal(response.status, 200, JSON.stringify(head));
+      assert.equal(response.text, url);
+    }
+    // An upgrade in absolute-form: the hook and the socket see the same URL.
+    let socketUrl = "";
+    const u = startServer({}, { open: (socket) => void (socketUrl = socket.url) });
+    try {
+      using raw = await RawClient.connect(u.port);
+      const request = buildUpgradeRequest({ path: "http://t.example:81/chat?x=1" });
+      await raw.handshake({ path: "http://t.example:81/chat?x=1" }).catch((error) => {
+        throw new Error(`${request}: ${error}`);
+      });
+      await raw.write(new Uint8Array([0x88, 0x80, 0, 0, 0, 0])); // close, masked, empty
+      await raw.readToEnd();
+      assert.equal(socketUrl, "ws://t.example:81/chat?x=1");
+    } finally {
+      await u.server.shutdown();
+    }
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("a missing Host on HTTP/1.1 is 400 for plain HTTP too", async () => {
+  const h = urlServer();
+  try {
+    const response = await exchange(h.port, "GET /health HTTP/1.1\r\n\r\n");
+    assert.equal(response.status, 400);
+    const repeated = await exchange(h.port, "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n");
+    assert.equal(repeated.status, 400);
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("asterisk, authority-form and other schemes: OPTIONS * gets 204, the rest 400", async () => {
+  const h = urlServer();
+  try {
+    const options = await exchange(h.port, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert.equal(options.status, 204);
+    assert.equal(options.headers.get("content-length"), null);
+    assert.equal(options.body.length, 0);
+    for (
+      const head of [
+        "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+      ]
+    ) {
+      const response = await exchange(h.port, head);
+      assert.equal(response.status, 400, `${JSON.stringify(head)}: ${response.text}`);
+    }
+  } finally {
+    await h.server.shutdown();
+  }
 });
 
 Deno.test("more than 100 header fields get 431; 100 are accepted", () => {
