@@ -77,8 +77,14 @@ export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
 }
 
 // Bounds on reading after a response, before the connection is closed.
+// Closing while the client is still sending makes the kernel reset the
+// connection, and a client still writing then sees its write fail instead of
+// reading the response: a 431 for a head that is far too large is sent while
+// most of that head may still be on its way. 1 MiB covers any head a real
+// client sends (64 KiB did not: a 512 KiB head sent fast was reset); a peer
+// sending more, or for longer, is cut off. Discarding reuses the read buffer.
 const RESPONSE_LINGER_MS = 1000;
-const RESPONSE_LINGER_BYTES = 64 * 1024;
+const RESPONSE_LINGER_BYTES = 1024 * 1024;
 
 /** Writes all of `bytes`; `conn.write` may write only part. */
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {

@@ -9,9 +9,10 @@ import assert from "node:assert/strict";
 import { parseRequestHead } from "../../mod.ts";
 import { parseAuthority, requestAddress } from "../../src/protocol/handshake.ts";
 import { buildUpgradeRequest, RawClient } from "../helpers/raw_client.ts";
-import { startServer } from "../helpers/harness.ts";
+import { delay, startServer } from "../helpers/harness.ts";
 import type { Handlers } from "../../mod.ts";
 
+const encoder = new TextEncoder();
 const latin1 = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
 
 // ---- linear head parsing ----
@@ -346,4 +347,28 @@ Deno.test("more than 100 header fields get 431; 100 are accepted", () => {
   const refused = parseRequestHead(head(101));
   assert.ok("status" in refused);
   assert.equal(refused.status, 431);
+});
+
+// ---- 431 for a head sent fast ----
+
+Deno.test("a large head sent fast gets 431 and a clean end, not a reset", async () => {
+  const h = startServer();
+  try {
+    using raw = await RawClient.connect(h.port);
+    // 512 KiB of header sent as fast as the socket takes it, read concurrently.
+    const head = encoder.encode(`GET / HTTP/1.1\r\nHost: a\r\nX: ${"a".repeat(512 * 1024)}`);
+    const writing = raw.write(head);
+    const response = await raw.readHttpResponse();
+    assert.equal(response.status, 431);
+    assert.equal(raw.ended, "eof");
+    await writing;
+    // The server is still discarding what the client sends (bounded), so a
+    // client that finishes its request and then reads is not reset: had the
+    // server closed with unread bytes, this write would fail.
+    await delay(100);
+    await raw.write(encoder.encode("\r\n\r\n"));
+    await raw.conn.closeWrite();
+  } finally {
+    await h.server.shutdown();
+  }
 });
