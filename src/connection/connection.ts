@@ -123,7 +123,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   lastReceived: number;
   /** Host clock time of the last heartbeat ping queued, outstanding or not. */
   lastPing: number;
-  /** When a close we sent must be answered by (host clock); 0 when not closing. */
+  /** When a close we sent must be answered by (real time, ms since the epoch); 0 when not closing. */
   closeDeadline = 0;
 
   #host: ConnectionHost<T>;
@@ -483,7 +483,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     if (this.#closeSent) return;
     this.#closeSent = true;
     this.readyState = ReadyState.CLOSING;
-    this.closeDeadline = this.#host.now + this.#host.options.closeTimeout;
+    // Real time, not the coarse clock, which may be a housekeeping tick old:
+    // counted from it, the deadline could fire up to a tick early.
+    this.closeDeadline = Date.now() + this.#host.options.closeTimeout;
     // Bypasses the send-buffer limit: the close frame must always be queued.
     this.#writer.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
   }

@@ -106,9 +106,9 @@ export class HttpSession<T> {
   #conn: Deno.Conn;
   #reader: ByteReader;
   /**
-   * When the request must be complete by (host clock): the head, and a
-   * plain HTTP request's body. Infinite once it is, so the application's
-   * handler and a streamed response take the time they need.
+   * When the request must be complete by (real time, ms since the epoch):
+   * the head, and a plain HTTP request's body. Infinite once it is, so the
+   * application's handler and a streamed response take the time they need.
    */
   deadline: number;
   #done = false;
@@ -126,7 +126,10 @@ export class HttpSession<T> {
     this.#conn = conn;
     // One options object per server, not per connection (idle memory).
     this.#reader = new ByteReader(conn, host.readerOptions);
-    this.deadline = host.now + host.options.handshakeTimeout;
+    // Real time, not the host's coarse clock: that may be a housekeeping
+    // tick old, and a deadline counted from it would fire up to a tick
+    // early. One Date.now() per connection costs nothing that shows.
+    this.deadline = Date.now() + host.options.handshakeTimeout;
   }
 
   /** Drops the connection (handshake deadline passed, or the server is stopping). */
@@ -490,7 +493,7 @@ export class HttpSession<T> {
     // reading) drops the client; waiting for the body to be produced does not.
     const stall = this.#host.options.idleTimeout;
     const writer = this.#response = new ResponseWriter(this.#conn, (writing) => {
-      this.deadline = writing && stall > 0 ? this.#host.now + stall : Infinity;
+      this.deadline = writing && stall > 0 ? Date.now() + stall : Infinity;
     });
     const complete = await writer.write(response, head);
     this.#response = null;
