@@ -206,6 +206,23 @@ export class Server<T = undefined> {
     return this.#core.sockets;
   }
 
+  /**
+   * The limit on open WebSocket connections in force: the `maxConnections`
+   * option, or the default chosen from the process's open-file limit.
+   * Upgrades beyond it get 503.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@tsunagu/ws";
+   * const server = serve({ port: 0, hostname: "127.0.0.1", maxConnections: 500 });
+   * console.log(server.maxConnections); // 500
+   * await server.shutdown();
+   * ```
+   */
+  get maxConnections(): number {
+    return this.#core.options.maxConnections;
+  }
+
   /** How many WebSocket connections are open (not yet closed as far as the application knows). */
   get connectionCount(): number {
     return this.#core.sockets.size;
