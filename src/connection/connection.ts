@@ -47,6 +47,8 @@ export interface ConnectionHost<T> {
   readonly now: number;
   /** Bytes all connections together may allocate for messages on their headers' word. */
   readonly assemblyBudget?: AssemblyBudget;
+  /** Bytes all connections together may hold in messages still being received (1013 beyond). */
+  readonly messageMemory?: AssemblyBudget;
   /** The connection has finished; forget it. */
   connectionClosed(connection: Connection<T>): void;
   /** The application has been told the connection closed with `code` (TCP may still be draining). */
@@ -183,6 +185,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
+      memory: host.messageMemory,
       inflate: deflate === null ? undefined : inflateMessage,
     });
     this.#parser = new FrameParser(this.#assembler, {

@@ -56,6 +56,15 @@ export interface ServeOptions extends ConnectionOptions {
   signal?: AbortSignal;
   /** Called once the server listens. */
   onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Bytes all connections together may hold in messages still being
+   * received (fragments so far, or a message arriving over several reads).
+   * A connection whose message would take more than is left is closed with
+   * 1013 (try again later): its message is within `maxPayload`, the server
+   * is short of memory for it now. Default 64 MiB, or 4 x `maxPayload`
+   * when that is more.
+   */
+  maxPendingMessageBytes?: number;
   /** Largest request head in bytes; a longer one gets 431. Default 16 KiB. */
   maxHeaderBytes?: number;
   /** Largest plain-HTTP request body passed to `fetch`; a longer one gets 413. Default 1 MiB. */
@@ -299,9 +308,14 @@ export const DEFAULTS = {
 export function resolveOptions(options: ServeOptions): ResolvedOptions {
   const resolved = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
   resolved.maxConnections ??= defaultMaxConnections();
+  // 64 MiB: four messages of the default largest size in progress at once,
+  // or thousands of ordinary ones; it follows a larger maxPayload so that
+  // raising one raises both.
+  resolved.maxPendingMessageBytes ??= Math.max(64 * 1024 * 1024, 4 * resolved.maxPayload);
   for (
     const name of [
       "maxPayload",
+      "maxPendingMessageBytes",
       "maxHeaderBytes",
       "maxBodyBytes",
       "maxConnections",

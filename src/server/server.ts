@@ -314,6 +314,7 @@ class ServerCore<T> implements SessionHost<T> {
   readonly connections = new Set<Connection<T>>();
   readonly sockets = new Set<Socket<T>>();
   readonly assemblyBudget: AssemblyBudget = new ByteBudget(ASSEMBLY_BUDGET_BYTES);
+  readonly messageMemory: AssemblyBudget;
 
   #listener: Deno.Listener;
   #sessions = new Set<HttpSession<T>>();
@@ -363,6 +364,7 @@ class ServerCore<T> implements SessionHost<T> {
     const { hostname, port, cert, key } = this.options;
     this.scheme = cert !== undefined ? "wss" : "ws";
     this.readerOptions = readerOptions(this.options);
+    this.messageMemory = new ByteBudget(this.options.maxPendingMessageBytes);
     // Passed only when asked for: the option is unstable in Deno, and without
     // --unstable-net Deno ends the whole process (exit 70) instead of
     // throwing. Deno.listenDatagram exists exactly when that flag is on.
