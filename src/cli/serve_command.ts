@@ -289,7 +289,7 @@ export async function runServe(
   const workersNote = config.workers > 1 ? `, ${config.workers} workers` : "";
   // As each worker chooses it (serveInWorker shares the default out).
   const max = config.workers > 1
-    ? config.maxConnections ?? Math.floor(defaultMaxConnections() / config.workers)
+    ? config.maxConnections ?? Math.max(1, Math.floor(defaultMaxConnections() / config.workers))
     : running!.maxConnections;
   const perWorker = config.workers > 1 ? " per worker" : "";
   logger.info(

@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { serve } from "../../mod.ts";
+import { serve, serveWorkers } from "../../mod.ts";
+import { TestClient } from "../helpers/harness.ts";
 import { defaultMaxConnections } from "../../src/server/options.ts";
 import { buildUpgradeRequest, RawClient, withTimeout } from "../helpers/raw_client.ts";
 import { killQuietly, spawnInRoot } from "../helpers/example_process.ts";
@@ -33,12 +34,12 @@ Deno.test("maxConnections defaults to the open-file limit less a reserve, and is
 });
 
 /** The CLI under `ulimit -n files`, with the URL and start-up line it printed. */
-async function startLimitedCli(files: number) {
+async function startLimitedCli(files: number, args = "") {
   const child = spawnInRoot("sh", [
     "-c",
     // --allow-all: Deno lets nothing less read /proc/self/limits.
-    `ulimit -n ${files} && exec "$0" run --allow-all src/cli/main.ts ` +
-    "serve --port 0 --hostname 127.0.0.1 -q",
+    `ulimit -n ${files} && exec "$0" run --allow-all --unstable-net src/cli/main.ts ` +
+    `serve --port 0 --hostname 127.0.0.1 -q ${args}`,
     Deno.execPath(),
   ]);
   const stderr = new Response(child.stderr).text();
@@ -107,4 +108,39 @@ Deno.test({
       await cli.stop();
     }
   },
+});
+
+Deno.test({
+  name: "workers share the default connection limit: one process, one open-file limit",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const cli = await startLimitedCli(256, "--workers 2");
+    try {
+      assert.match(cli.line, /2 workers\), at most 96 connections per worker$/);
+    } finally {
+      await cli.stop();
+    }
+  },
+});
+
+Deno.test("serveWorkers: each worker's default limit is the process's shared out", async () => {
+  const pool = serveWorkers(new URL("../fixtures/worker_app.ts", import.meta.url), {
+    workers: 2,
+    port: 0,
+    hostname: "127.0.0.1",
+  });
+  await pool.listening;
+  try {
+    const client = await TestClient.open(`ws://127.0.0.1:${pool.addr.port}/`);
+    try {
+      await client.next(); // "worker N"
+      client.ws.send("limit");
+      assert.equal(Number(await client.next()), Math.floor(defaultMaxConnections() / 2));
+    } finally {
+      await client.dispose();
+    }
+  } finally {
+    await pool.shutdown();
+    await pool.finished;
+  }
 });
