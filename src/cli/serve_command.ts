@@ -13,7 +13,7 @@ import type { ServeConfig } from "./serve_flags.ts";
 import { createStaticHandler, type StaticHandler } from "./static_files.ts";
 import { VERSION } from "./version.ts";
 import { formatPrometheus } from "../server/metrics.ts";
-import type { Handlers, ServeOptions } from "../server/options.ts";
+import { defaultMaxConnections, type Handlers, type ServeOptions } from "../server/options.ts";
 import { serve, type Server } from "../server/server.ts";
 import { serveWorkers } from "../server/workers.ts";
 import { openRedisBroker } from "./redis_option.ts";
@@ -287,16 +287,23 @@ export async function runServe(
   );
   const pathNote = config.path === undefined ? "" : `, upgrades on ${config.path} only`;
   const workersNote = config.workers > 1 ? `, ${config.workers} workers` : "";
+  // As each worker chooses it (serveInWorker shares the default out).
+  const max = config.workers > 1
+    ? config.maxConnections ?? Math.max(1, Math.floor(defaultMaxConnections() / config.workers))
+    : running!.maxConnections;
+  const perWorker = config.workers > 1 ? " per worker" : "";
   logger.info(
     "listening",
     `tsunagu ${VERSION} listening on ${urls.ws.join(" ")} ` +
-      `(mode ${config.mode}${pathNote}${workersNote})`,
+      `(mode ${config.mode}${pathNote}${workersNote}), ` +
+      (max === Infinity ? "no connection limit" : `at most ${max} connections${perWorker}`),
     {
       version: VERSION,
       urls: urls.ws,
       mode: config.mode,
       path: config.path,
       workers: config.workers,
+      maxConnections: max,
     },
   );
   if (urls.http.length > 0) {

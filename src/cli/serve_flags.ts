@@ -68,8 +68,11 @@ export interface ServeConfig {
   healthPath?: string;
   /** Largest message in bytes; a larger one closes the connection with 1009. */
   maxPayload: number;
-  /** Open connections allowed (`Infinity` for no limit); upgrades beyond get 503. */
-  maxConnections: number;
+  /**
+   * Open connections allowed (`Infinity` for no limit); upgrades beyond get
+   * 503. Unset: the library's default, from the open-file limit.
+   */
+  maxConnections?: number;
   /** Milliseconds of silence after which a connection is closed with 1001; 0 disables. */
   idleTimeout: number;
   /** Path of the PEM certificate chain file (with {@linkcode ServeConfig.keyFile}: wss). */
@@ -102,7 +105,6 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   hostname: DEFAULTS.hostname,
   mode: "echo",
   maxPayload: DEFAULTS.maxPayload,
-  maxConnections: DEFAULTS.maxConnections,
   idleTimeout: DEFAULTS.idleTimeout,
   logFormat: "text",
   quiet: false,
@@ -230,8 +232,8 @@ const FLAGS: readonly FlagSpec[] = [
   {
     name: "max-connections",
     value: "N",
-    help: "open connections allowed; more get 503",
-    shown: "unlimited",
+    help: "open connections allowed; more get 503\n(auto: the open-file limit less a reserve)",
+    shown: "auto",
     set(config, value) {
       if (value === "unlimited") {
         config.maxConnections = Infinity;

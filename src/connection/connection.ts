@@ -47,6 +47,8 @@ export interface ConnectionHost<T> {
   readonly now: number;
   /** Bytes all connections together may allocate for messages on their headers' word. */
   readonly assemblyBudget?: AssemblyBudget;
+  /** Bytes all connections together may hold in messages still being received (1013 beyond). */
+  readonly messageMemory?: AssemblyBudget;
   /** The connection has finished; forget it. */
   connectionClosed(connection: Connection<T>): void;
   /** The application has been told the connection closed with `code` (TCP may still be draining). */
@@ -123,7 +125,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   lastReceived: number;
   /** Host clock time of the last heartbeat ping queued, outstanding or not. */
   lastPing: number;
-  /** When a close we sent must be answered by (host clock); 0 when not closing. */
+  /** When a close we sent must be answered by (real time, ms since the epoch); 0 when not closing. */
   closeDeadline = 0;
 
   #host: ConnectionHost<T>;
@@ -183,6 +185,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
+      memory: host.messageMemory,
       inflate: deflate === null ? undefined : inflateMessage,
     });
     this.#parser = new FrameParser(this.#assembler, {
@@ -483,7 +486,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     if (this.#closeSent) return;
     this.#closeSent = true;
     this.readyState = ReadyState.CLOSING;
-    this.closeDeadline = this.#host.now + this.#host.options.closeTimeout;
+    // Real time, not the coarse clock, which may be a housekeeping tick old:
+    // counted from it, the deadline could fire up to a tick early.
+    this.closeDeadline = Date.now() + this.#host.options.closeTimeout;
     // Bypasses the send-buffer limit: the close frame must always be queued.
     this.#writer.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
   }

@@ -122,19 +122,41 @@ export function findHeadEnd(bytes: Uint8Array, from: number, to: number): number
   return -1;
 }
 
+// Head parsing is linear in the head's length whatever a peer sends. Each
+// pattern below is anchored at the start (tried at one position only), and
+// each repeated class is followed by a character it cannot match, so a
+// failed match gives back each run at most once. Trimming values with
+// /^[ \t]+|[ \t]+$/g was not: its unanchored second half was tried from
+// every space of a run that did not end the value, so "a", 16,000 spaces and
+// "b" cost ~10^8 steps (~280 ms) instead of ~10^4.
 // RFC 9110 token characters: header names and methods must consist of these.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: visible ASCII, obs-text, spaces and tabs; no control characters.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const OWS_EDGES = /^[ \t]+|[ \t]+$/g;
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/(\d)\.(\d)$/;
+// The request target is visible ASCII only (RFC 9112 §3.2, RFC 3986): no
+// NUL or other control byte, no DEL, no byte above 0x7F.
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
+
+// Header fields allowed in one head (Apache's LimitRequestFields default).
+// Browsers send 10-20. Each field costs the parser, and later the Headers
+// object of a Request, far more than a byte of a long value does: 16 KiB of
+// tiny fields ("a:b", ~3,000 of them) cost 13x a normal 16 KiB head to parse
+// and 6x to turn into a Request; beyond 100 they get 431.
+const MAX_HEADER_FIELDS = 100;
+
+/** Optional whitespace (RFC 9110 §5.6.3): SP and HTAB only. */
+function isOws(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
 
 const latin1 = new TextDecoder("latin1");
 
 /**
- * Parses a request head (the bytes up to and including CRLF CRLF).
- * Returns a {@linkcode HandshakeRejection} with status 400 when it is not
- * well-formed HTTP/1.x.
+ * Parses a request head (the bytes up to and including CRLF CRLF), in time
+ * linear in its length whatever it holds. Returns a
+ * {@linkcode HandshakeRejection} with status 400 when it is not well-formed
+ * HTTP/1.x (a request target must be visible ASCII: no control bytes), and
+ * 431 when it has more than 100 header fields.
  *
  * @example
  * ```ts
@@ -161,20 +183,34 @@ export function decodeRequestHead(bytes: Uint8Array): string {
  * result, so a caller may keep the text alone and parse it again later.
  */
 export function parseRequestText(text: string): RequestHead | HandshakeRejection {
-  const lines = text.split("\r\n");
-  const match = REQUEST_LINE.exec(lines[0]);
+  // The head ends with CRLF CRLF: the empty line that closes it starts here.
+  const last = text.length - 2;
+  if (!text.endsWith("\r\n\r\n")) return { status: 400, message: "incomplete request head" };
+  let lineEnd = text.indexOf("\r\n");
+  const match = REQUEST_LINE.exec(text.slice(0, lineEnd));
   if (match === null) return { status: 400, message: "malformed request line" };
   const headers: [string, string][] = [];
-  // The head ends with CRLF CRLF, so the last two entries are empty.
-  for (let i = 1; i < lines.length - 2; i++) {
-    const line = lines[i];
+  // Line by line with indexOf, not split(): a head of more header lines than
+  // allowed is refused at the first line too many, before the rest is cut up.
+  for (let lineStart = lineEnd + 2; lineStart < last; lineStart = lineEnd + 2) {
+    if (headers.length === MAX_HEADER_FIELDS) {
+      return { status: 431, message: `more than ${MAX_HEADER_FIELDS} header fields` };
+    }
+    lineEnd = text.indexOf("\r\n", lineStart);
+    const line = text.slice(lineStart, lineEnd);
     const colon = line.indexOf(":");
     if (colon <= 0) return { status: 400, message: "malformed header line" };
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) return { status: 400, message: "malformed header name" };
     // Only SP and HTAB are optional whitespace: String#trim would also drop
     // control characters (and latin1 0xA0) before the value check sees them.
-    const value = line.slice(colon + 1).replace(OWS_EDGES, "");
+    // Two index scans, so every character is looked at once at most: linear
+    // whatever the value holds.
+    let start = colon + 1;
+    let end = line.length;
+    while (start < end && isOws(line.charCodeAt(start))) start++;
+    while (end > start && isOws(line.charCodeAt(end - 1))) end--;
+    const value = line.slice(start, end);
     if (!FIELD_VALUE.test(value)) return { status: 400, message: "invalid header value" };
     headers.push([name.toLowerCase(), value]);
   }
@@ -184,6 +220,113 @@ export function parseRequestText(text: string): RequestHead | HandshakeRejection
     version: [Number(match[3]), Number(match[4])],
     headers,
   };
+}
+
+// A reg-name (RFC 3986 §3.2.2): unreserved characters and sub-delims.
+// Percent-encoded octets are refused, although RFC 3986 allows them: URL
+// parsers decode them, and "%2F" would become a "/" inside the host.
+const REG_NAME = /^[A-Za-z0-9\-._~!$&'()*+,;=]+$/;
+// Inside the brackets of an IP literal: IPv6 (possibly ending in IPv4).
+// IPvFuture and zone identifiers are refused; the URL parser checks the rest.
+const IPV6_CHARS = /^[0-9A-Fa-f:.]+$/;
+const DIGITS = /^\d*$/;
+
+/**
+ * Validates a Host value or the authority of an absolute-form target (RFC
+ * 9110 §7.2: `uri-host [ ":" port ]`) and returns it normalized: a lower-case
+ * reg-name or IPv4 address, or a bracketed IPv6 literal, then `:port` when a
+ * port is given. Null when it is not one, for example when it holds a `/`, a
+ * `?`, a `@` (userinfo), a `%`, or a port above 65535: such a value must not
+ * take part in building the request URL, where it could change the path.
+ */
+export function parseAuthority(value: string): string | null {
+  let host: string;
+  let port: string;
+  if (value.charCodeAt(0) === 0x5b /* [ */) {
+    const close = value.indexOf("]");
+    if (close < 0) return null;
+    host = value.slice(0, close + 1).toLowerCase();
+    const rest = value.slice(close + 1);
+    if (rest !== "" && rest.charCodeAt(0) !== 0x3a /* : */) return null;
+    port = rest.slice(1);
+    if (!IPV6_CHARS.test(host.slice(1, -1)) || !isIpv6Literal(host)) return null;
+  } else {
+    // A reg-name holds no ":", so the first one starts the port.
+    const colon = value.indexOf(":");
+    host = (colon < 0 ? value : value.slice(0, colon)).toLowerCase();
+    port = colon < 0 ? "" : value.slice(colon + 1);
+    if (!REG_NAME.test(host)) return null;
+  }
+  if (!DIGITS.test(port) || port.length > 5 || Number(port) > 65535) return null;
+  // An empty port ("host:") means the scheme's default (RFC 3986 §6.2.3).
+  return port === "" ? host : `${host}:${port}`;
+}
+
+/** Whether `[…]` holds an IPv6 address; rare, so the URL parser judges it. */
+function isIpv6Literal(bracketed: string): boolean {
+  try {
+    new URL(`http://${bracketed}/`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where a request is addressed, from which its URL is built: the scheme
+ * (chosen by the connection, never by the client), then `authority`, then
+ * `path`.
+ */
+export interface RequestAddress {
+  /**
+   * The validated authority ({@linkcode parseAuthority}): an absolute-form
+   * target's, else the Host header's. Null for an HTTP/1.0 request without
+   * Host; the caller then supplies one (the address the request came in on).
+   */
+  authority: string | null;
+  /** The path and query, starting with `/`. */
+  path: string;
+}
+
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
+/**
+ * Resolves where a parsed request is addressed (RFC 9112 §3.2), or the 400
+ * to answer. HTTP/1.1 needs exactly one Host header and HTTP/1.0 at most one,
+ * and a Host header, when present, must be valid (RFC 9110 §7.2), even when
+ * an absolute-form target's authority is used instead (RFC 9112 §3.2.2).
+ * Targets: origin-form (`/path?query`) as is; absolute-form
+ * (`http://host/path`, `https://…`) by its authority and path; anything else
+ * (asterisk-form `*`, authority-form, other schemes, a fragment) is refused.
+ * The URL is built from these parts, never from the raw header, so a Host
+ * such as `x/health?` cannot change the path.
+ */
+export function requestAddress(head: RequestHead): RequestAddress | HandshakeRejection {
+  const hosts = headerValues(head, "host");
+  const [major, minor] = head.version;
+  const http11 = major > 1 || (major === 1 && minor >= 1);
+  if (hosts.length > 1 || (http11 && hosts.length === 0)) {
+    return { status: 400, message: "missing or repeated Host header" };
+  }
+  let authority = hosts.length === 0 ? null : parseAuthority(hosts[0]);
+  if (hosts.length === 1 && authority === null) {
+    return { status: 400, message: "invalid Host header" };
+  }
+  const target = head.target;
+  // A fragment is never part of a request target (RFC 9112 §3.2).
+  if (target.includes("#")) return { status: 400, message: "invalid request target" };
+  if (target.charCodeAt(0) === 0x2f /* / */) return { authority, path: target };
+  const scheme = ABSOLUTE_FORM.exec(target);
+  if (scheme === null) {
+    return { status: 400, message: "unsupported request target form" };
+  }
+  const start = scheme[0].length;
+  let end = start;
+  while (end < target.length && target[end] !== "/" && target[end] !== "?") end++;
+  authority = parseAuthority(target.slice(start, end));
+  if (authority === null) return { status: 400, message: "invalid request target authority" };
+  const rest = target.slice(end);
+  return { authority, path: rest.charCodeAt(0) === 0x2f ? rest : `/${rest}` };
 }
 
 /** Whether a parse or validation result is a rejection. */
@@ -225,8 +368,8 @@ const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 /**
  * Validates an upgrade request against RFC 6455 §4.2.1. Returns what the
  * response needs, or the rejection to answer with:
- * 405 for a method other than GET, 400 for HTTP older than 1.1, a missing
- * Host, a `Connection` header without `Upgrade`, or a key that is not 16
+ * 405 for a method other than GET, 400 for HTTP older than 1.1, a missing,
+ * repeated or invalid Host (RFC 9110 §7.2), a `Connection` header without `Upgrade`, or a key that is not 16
  * base64-encoded bytes, and 426 (with `Sec-WebSocket-Version: 13`) for any
  * version other than 13.
  *
@@ -253,9 +396,11 @@ export function validateUpgrade(head: RequestHead): UpgradeRequest | HandshakeRe
   if (major < 1 || (major === 1 && minor < 1)) {
     return { status: 400, message: "a WebSocket upgrade needs HTTP/1.1 or later" };
   }
-  if (headerValues(head, "host").length !== 1) {
+  const hosts = headerValues(head, "host");
+  if (hosts.length !== 1) {
     return { status: 400, message: "missing or repeated Host header" };
   }
+  if (parseAuthority(hosts[0]) === null) return { status: 400, message: "invalid Host header" };
   if (!hasToken(head, "connection", "upgrade")) {
     return { status: 400, message: "the Connection header must contain Upgrade" };
   }

@@ -96,6 +96,17 @@ export interface MessageAssemblerOptions {
    */
   budget?: AssemblyBudget;
   /**
+   * Memory for messages still being received, shared by every assembler
+   * that holds it: a message in progress takes what it holds (its assembly
+   * buffer as allocated; for text, the bytes received) and gives it back
+   * when it ends in any way. When the budget refuses, the message fails with
+   * 1013 (try again later): it is within `maxPayload`, but messages in
+   * progress elsewhere hold the memory for now. Without it, no such limit.
+   * Messages that arrive whole in one read are delivered straight from the
+   * read buffer and never take from it.
+   */
+  memory?: AssemblyBudget;
+  /**
    * Decompresses a whole message (permessage-deflate, RFC 7692): given, the
    * RSV1 bit on a message's first frame marks it compressed, and it is
    * inflated once complete, to at most `maxLength` bytes. Without it, RSV1
@@ -163,6 +174,10 @@ export class MessageAssembler implements FrameHandler {
   // Bytes of #assembly taken from #budget (0 when it was grown by bytes
   // received); given back by #dropAssembly on every way a message ends.
   #borrowed = 0;
+  #memory: AssemblyBudget | null;
+  // Bytes the message in progress holds of #memory: its assembly buffer's
+  // length, or its text bytes; given back by #release when it ends.
+  #held = 0;
   // Text assembly: streaming decoder and decoded pieces.
   #decoder: TextDecoder | null = null;
   #textParts: string[] = [];
@@ -188,6 +203,7 @@ export class MessageAssembler implements FrameHandler {
     this.#out = out;
     this.#maxPayload = options.maxPayload;
     this.#budget = options.budget ?? null;
+    this.#memory = options.memory ?? null;
     this.#inflate = options.inflate ?? null;
     // Deflate may grow incompressible data: by 0.03% with zlib's defaults,
     // by up to 4% with a small memLevel, 12.5% with fixed Huffman codes only.
@@ -373,6 +389,12 @@ export class MessageAssembler implements FrameHandler {
   }
 
   #appendText(chunk: Uint8Array): boolean {
+    // The decoded pieces take about a byte per byte received (less for
+    // multi-byte UTF-8): counted as received.
+    if (!this.#hold(chunk.length)) {
+      this.#resetText();
+      return this.#fail(CloseCode.TryAgainLater, "server busy: too many messages in progress");
+    }
     const decoder = this.#decoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
     try {
       const part = decoder.decode(chunk, { stream: true });
@@ -414,6 +436,7 @@ export class MessageAssembler implements FrameHandler {
     this.#decoder = null;
     this.#textParts = [];
     this.#textFolded = 0;
+    this.#release();
   }
 
   /**
@@ -436,30 +459,39 @@ export class MessageAssembler implements FrameHandler {
     // Grown by the same rule as for bytes received: a header's claim alone
     // never allocates more than the budget allows.
     const assembly = this.#reserve(assembled + 1);
+    if (assembly === null) return null;
     return assembly.subarray(assembled, Math.min(assembly.length, assembled + remaining));
   }
 
   #appendBinary(chunk: Uint8Array): boolean {
     const needed = this.#assembled + chunk.length;
-    this.#reserve(needed).set(chunk, this.#assembled);
+    const assembly = this.#reserve(needed);
+    if (assembly === null) return false;
+    assembly.set(chunk, this.#assembled);
     this.#assembled = needed;
     return true;
   }
 
-  /** The assembly buffer, grown if it holds fewer than `needed` bytes. */
-  #reserve(needed: number): Uint8Array {
+  /**
+   * The assembly buffer, grown if it holds fewer than `needed` bytes; null
+   * (and the message failed with 1013) when the memory budget refuses.
+   */
+  #reserve(needed: number): Uint8Array | null {
     const assembly = this.#assembly;
     if (assembly !== null && assembly.length >= needed) return assembly;
     // Grow to four times what has arrived, never past what the current
-    // frame (when it is the last) says the message will total. Memory stays
-    // within 4x the bytes the peer really sent (a header's claim alone costs
-    // nothing), and a 1 MiB message arriving in 64-256 KiB reads needs two
-    // or three allocate-and-copy rounds instead of six with doubling.
+    // frame (when it is the last) says the message will total, nor past the
+    // largest message allowed. Memory stays within 4x the bytes the peer
+    // really sent (a header's claim alone costs nothing), and a 1 MiB
+    // message arriving in 64-256 KiB reads needs two or three
+    // allocate-and-copy rounds instead of six with doubling.
     const known = this.#frameFin ? this.#messageLength : Infinity;
-    let capacity = Math.max(
+    const largest = this.#compressed ? this.#compressedLimit : this.#maxPayload;
+    const grown = Math.max(
       needed,
-      Math.min(Math.max(GROWTH_FACTOR * needed, INITIAL_ASSEMBLY_BYTES), known),
+      Math.min(Math.max(GROWTH_FACTOR * needed, INITIAL_ASSEMBLY_BYTES), known, largest),
     );
+    let capacity = grown;
     // The last frame's header says exactly how much is coming: allocating
     // it at once saves the allocate-zero-copy rounds of growing (+24% on 1
     // MiB echo), but a header's claim is only trusted up to the shared
@@ -470,9 +502,40 @@ export class MessageAssembler implements FrameHandler {
     ) {
       this.#borrowed = capacity = known;
     }
-    const grown = new Uint8Array(capacity);
-    if (assembly !== null) grown.set(assembly.subarray(0, this.#assembled));
-    return this.#assembly = grown;
+    const current = assembly === null ? 0 : assembly.length;
+    if (!this.#hold(capacity - current)) {
+      // Not enough memory for the claim: growing with the bytes received
+      // may still fit.
+      if (capacity !== grown) {
+        this.#budget!.give(this.#borrowed);
+        this.#borrowed = 0;
+        capacity = grown;
+      }
+      if (capacity === grown && !this.#hold(capacity - current)) {
+        this.#fail(CloseCode.TryAgainLater, "server busy: too many messages in progress");
+        return null;
+      }
+    }
+    const next = new Uint8Array(capacity);
+    if (assembly !== null) next.set(assembly.subarray(0, this.#assembled));
+    return this.#assembly = next;
+  }
+
+  /** Takes `bytes` of the memory budget for the message in progress; false if refused. */
+  #hold(bytes: number): boolean {
+    const memory = this.#memory;
+    if (memory === null) return true;
+    if (!memory.take(bytes)) return false;
+    this.#held += bytes;
+    return true;
+  }
+
+  /** Gives back what the message in progress held of the memory budget. */
+  #release(): void {
+    if (this.#held !== 0) {
+      this.#memory!.give(this.#held);
+      this.#held = 0;
+    }
   }
 
   #endControl(opcode: number): boolean {
@@ -502,6 +565,7 @@ export class MessageAssembler implements FrameHandler {
       this.#budget!.give(this.#borrowed);
       this.#borrowed = 0;
     }
+    this.#release();
   }
 
   #fail(code: number, message: string): false {

@@ -14,6 +14,7 @@ import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import {
   decodeRequestHead,
   encodeRejection,
+  encodeResponseHead,
   encodeSwitchingProtocols,
   findHeadEnd,
   type HandshakeRejection,
@@ -21,6 +22,8 @@ import {
   isRejection,
   isUpgradeRequest,
   parseRequestText,
+  type RequestAddress,
+  requestAddress,
   type RequestHead,
   type UpgradeRequest,
   validateUpgrade,
@@ -74,8 +77,14 @@ export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
 }
 
 // Bounds on reading after a response, before the connection is closed.
+// Closing while the client is still sending makes the kernel reset the
+// connection, and a client still writing then sees its write fail instead of
+// reading the response: a 431 for a head that is far too large is sent while
+// most of that head may still be on its way. 1 MiB covers any head a real
+// client sends (64 KiB did not: a 512 KiB head sent fast was reset); a peer
+// sending more, or for longer, is cut off. Discarding reuses the read buffer.
 const RESPONSE_LINGER_MS = 1000;
-const RESPONSE_LINGER_BYTES = 64 * 1024;
+const RESPONSE_LINGER_BYTES = 1024 * 1024;
 
 /** Writes all of `bytes`; `conn.write` may write only part. */
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -97,14 +106,16 @@ export class HttpSession<T> {
   #conn: Deno.Conn;
   #reader: ByteReader;
   /**
-   * When the request must be complete by (host clock): the head, and a
-   * plain HTTP request's body. Infinite once it is, so the application's
-   * handler and a streamed response take the time they need.
+   * When the request must be complete by (real time, ms since the epoch):
+   * the head, and a plain HTTP request's body. Infinite once it is, so the
+   * application's handler and a streamed response take the time they need.
    */
   deadline: number;
   #done = false;
   /** The response being written to a plain HTTP request, if any. */
   #response: ResponseWriter | null = null;
+  /** Where the request is addressed, once its head is parsed and validated. */
+  #address: RequestAddress | null = null;
   /** Settles when the client closes or the connection fails (see #watchPeer). */
   #peerGone: Promise<void> | null = null;
   /** The response is complete: the client's EOF is now expected, not a reason to abort. */
@@ -115,7 +126,10 @@ export class HttpSession<T> {
     this.#conn = conn;
     // One options object per server, not per connection (idle memory).
     this.#reader = new ByteReader(conn, host.readerOptions);
-    this.deadline = host.now + host.options.handshakeTimeout;
+    // Real time, not the host's coarse clock: that may be a housekeeping
+    // tick old, and a deadline counted from it would fire up to a tick
+    // early. One Date.now() per connection costs nothing that shows.
+    this.deadline = Date.now() + host.options.handshakeTimeout;
   }
 
   /** Drops the connection (handshake deadline passed, or the server is stopping). */
@@ -143,6 +157,21 @@ export class HttpSession<T> {
         return null;
       }
       this.#reader.consume(headEnd);
+      if (head.target === "*") {
+        // Asterisk-form (RFC 9112 §3.2.4) asks about the server as a whole,
+        // which a Request (whose URL needs a path) cannot carry to the
+        // application: the server answers OPTIONS * itself, with nothing to
+        // announce, and refuses "*" with any other method.
+        if (head.method === "OPTIONS") await this.#respondEmpty(204);
+        else await this.#reject({ status: 400, message: "a * target is only for OPTIONS" });
+        return null;
+      }
+      const address = requestAddress(head);
+      if (isRejection(address)) {
+        await this.#reject(address);
+        return null;
+      }
+      this.#address = address;
       if (!isUpgradeRequest(head)) {
         await this.#serveHttp(head);
         return null;
@@ -187,6 +216,13 @@ export class HttpSession<T> {
   async #reject(rejection: HandshakeRejection): Promise<void> {
     this.#host.httpResponded(rejection.status);
     await this.#respondBytes(encodeRejection(rejection));
+  }
+
+  /** Answers `status` with no body (and no Content-Type). */
+  async #respondEmpty(status: number): Promise<void> {
+    this.#host.httpResponded(status);
+    // No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
+    await this.#respondBytes(encodeResponseHead(status, [], null));
   }
 
   async #respondBytes(bytes: Uint8Array): Promise<void> {
@@ -242,15 +278,25 @@ export class HttpSession<T> {
     }
   }
 
-  #url(head: RequestHead, scheme: string): string {
-    const host = headerValues(head, "host")[0] ?? "localhost";
-    return `${scheme}://${host}${head.target.startsWith("/") ? head.target : "/"}`;
+  /**
+   * The request URL, from validated parts only (see requestAddress): the
+   * connection's scheme, the authority the request names (or, for HTTP/1.0
+   * without Host, the address it arrived on), and the path.
+   */
+  #url(scheme: string): string {
+    const address = this.#address!;
+    let authority = address.authority;
+    if (authority === null) {
+      const { hostname, port } = this.#conn.localAddr as Deno.NetAddr;
+      authority = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+    }
+    return `${scheme}://${authority}${address.path}`;
   }
 
   #request(head: RequestHead, body?: Uint8Array<ArrayBuffer>): Request | null {
     try {
       const scheme = this.#host.scheme === "wss" ? "https" : "http";
-      return new Request(this.#url(head, scheme), {
+      return new Request(this.#url(scheme), {
         method: head.method,
         headers: head.headers,
         body: body && body.length > 0 ? body : undefined,
@@ -322,7 +368,7 @@ export class HttpSession<T> {
       const connection = new Connection<T>(host, {
         conn: this.#conn,
         reader: this.#reader,
-        url: this.#url(head, host.scheme),
+        url: this.#url(host.scheme),
         protocol,
         // Parsed again on first use: the closure keeps only the head's
         // text (one flat string), not the parsed head with an array and two
@@ -447,7 +493,7 @@ export class HttpSession<T> {
     // reading) drops the client; waiting for the body to be produced does not.
     const stall = this.#host.options.idleTimeout;
     const writer = this.#response = new ResponseWriter(this.#conn, (writing) => {
-      this.deadline = writing && stall > 0 ? this.#host.now + stall : Infinity;
+      this.deadline = writing && stall > 0 ? Date.now() + stall : Infinity;
     });
     const complete = await writer.write(response, head);
     this.#response = null;

@@ -38,6 +38,14 @@ export interface ServerMetrics {
   closes: Record<number, number>;
   /** Plain HTTP responses (refused handshakes and `fetch` answers) by status. */
   httpResponses: Record<number, number>;
+  /**
+   * Failed `accept()` calls by kind: `connection` (one peer's problem, such
+   * as a reset before it was accepted; accepted again at once and not
+   * reported to the `error` handler), `resources` (out of descriptors,
+   * buffers or memory; each followed by a brief pause) and `other`
+   * (unexpected; paused like `resources`).
+   */
+  acceptErrors: { connection: number; resources: number; other: number };
   /** The broker's counters, when the server has a broker that keeps them. */
   broker?: BrokerMetrics;
 }
@@ -62,7 +70,7 @@ function labelled(
   name: string,
   help: string,
   label: string,
-  values: Record<number, number>,
+  values: Record<number | string, number>,
 ): string {
   const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} counter`];
   for (const [key, value] of Object.entries(values)) {
@@ -133,6 +141,12 @@ export function formatPrometheus(metrics: ServerMetrics): string {
       "Plain HTTP responses by status.",
       "status",
       metrics.httpResponses,
+    ),
+    labelled(
+      "tsunagu_accept_errors_total",
+      "Failed accepts by kind: connection (retried at once), resources, other (paused).",
+      "kind",
+      metrics.acceptErrors,
     ),
     ...(metrics.broker === undefined ? [] : [formatBroker(metrics.broker)]),
   ].join("\n") + "\n";

@@ -56,11 +56,26 @@ export interface ServeOptions extends ConnectionOptions {
   signal?: AbortSignal;
   /** Called once the server listens. */
   onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * Bytes all connections together may hold in messages still being
+   * received (fragments so far, or a message arriving over several reads).
+   * A connection whose message would take more than is left is closed with
+   * 1013 (try again later): its message is within `maxPayload`, the server
+   * is short of memory for it now. Default 64 MiB, or 4 x `maxPayload`
+   * when that is more.
+   */
+  maxPendingMessageBytes?: number;
   /** Largest request head in bytes; a longer one gets 431. Default 16 KiB. */
   maxHeaderBytes?: number;
   /** Largest plain-HTTP request body passed to `fetch`; a longer one gets 413. Default 1 MiB. */
   maxBodyBytes?: number;
-  /** Open WebSocket connections allowed; upgrades beyond it get 503. Default unlimited. */
+  /**
+   * Open WebSocket connections allowed; upgrades beyond it get 503. Default:
+   * the process's open-file limit less a reserve for handshakes in progress,
+   * files and the runtime ({@linkcode defaultMaxConnections}), so the server
+   * refuses before it runs out of descriptors; `Infinity` for no limit. The
+   * value in force is {@linkcode Server.maxConnections}.
+   */
   maxConnections?: number;
   /** Milliseconds a client has to complete its request head. Default 10 000. */
   handshakeTimeout?: number;
@@ -228,6 +243,47 @@ export type ResolvedOptions =
   >
   & Pick<ServeOptions, "cert" | "key" | "signal" | "onListen" | "protocols" | "broker">;
 
+// The open-file limit assumed when the real one cannot be read: not Linux,
+// or Deno without --allow-all (it lets only that read /proc/self). The
+// smallest limit in common use (Linux's traditional soft limit), so the
+// default stays below the real limit wherever it runs.
+const ASSUMED_FILE_LIMIT = 1024;
+// Descriptors kept out of maxConnections' reach: handshakes in progress and
+// the 503s refusing upgrades over the limit need one each, as do static
+// files, the listener and the runtime itself (~20 in Deno).
+const MIN_FILE_RESERVE = 64;
+
+let defaultConnections: number | undefined;
+
+/**
+ * The default for `maxConnections`: the process's open-file limit less a
+ * reserve of an eighth of it, at least 64. The limit is the one Deno runs
+ * with (it raises the soft limit to the hard one at start-up), read from
+ * /proc/self/limits, which Deno allows only with --allow-all; elsewhere it
+ * is assumed to be 1024, giving 896. Read once per process.
+ */
+export function defaultMaxConnections(): number {
+  if (defaultConnections === undefined) {
+    const limit = openFileLimit() ?? ASSUMED_FILE_LIMIT;
+    defaultConnections = Math.max(1, limit - Math.max(MIN_FILE_RESERVE, Math.ceil(limit / 8)));
+  }
+  return defaultConnections;
+}
+
+/** The soft limit on open files from /proc/self/limits, or null when it cannot be read. */
+function openFileLimit(): number | null {
+  const path = "/proc/self/limits";
+  try {
+    // Queried first: without read permission, reading could make Deno
+    // prompt. With it but without --allow-all, reading throws (no prompt).
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return null;
+    const match = /^Max open files\s+(\d+)\s/m.exec(Deno.readTextFileSync(path));
+    return match === null ? null : Number(match[1]);
+  } catch {
+    return null;
+  }
+}
+
 /** The defaults, as documented on {@linkcode ServeOptions}. */
 export const DEFAULTS = {
   ...CONNECTION_DEFAULTS,
@@ -235,7 +291,6 @@ export const DEFAULTS = {
   hostname: "0.0.0.0",
   maxHeaderBytes: 16 * 1024,
   maxBodyBytes: 1024 * 1024,
-  maxConnections: Infinity,
   handshakeTimeout: 10_000,
   readBufferSize: 1024,
   readMode: "read",
@@ -252,9 +307,15 @@ export const DEFAULTS = {
  */
 export function resolveOptions(options: ServeOptions): ResolvedOptions {
   const resolved = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
+  resolved.maxConnections ??= defaultMaxConnections();
+  // 64 MiB: four messages of the default largest size in progress at once,
+  // or thousands of ordinary ones; it follows a larger maxPayload so that
+  // raising one raises both.
+  resolved.maxPendingMessageBytes ??= Math.max(64 * 1024 * 1024, 4 * resolved.maxPayload);
   for (
     const name of [
       "maxPayload",
+      "maxPendingMessageBytes",
       "maxHeaderBytes",
       "maxBodyBytes",
       "maxConnections",

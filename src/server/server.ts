@@ -67,6 +67,72 @@ function housekeepingInterval(options: ResolvedOptions): number {
   return Math.min(1000, Math.max(10, Math.floor(shortest / 4)));
 }
 
+/**
+ * Why `accept()` failed, which decides what the accept loop does next:
+ *
+ * - `"connection"`: a problem of that one connection, typically a peer that
+ *   connected and reset before it was accepted (ENOTCONN: Deno asks for the
+ *   peer's address, which a reset socket no longer has; ECONNABORTED), or a
+ *   network error Linux passes on from the new socket (accept(2)). The next
+ *   connection is unaffected: accept again at once, and tell no one (a peer
+ *   can cause any number of these; they are counted in the metrics).
+ * - `"resources"`: the process or system is out of descriptors, buffers or
+ *   memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). Accepting again at once would
+ *   spin; pausing lets connections end and free what is needed.
+ * - `"other"`: anything else is unexpected: treated like `"resources"`, so an
+ *   error that repeats cannot spin the loop.
+ */
+export type AcceptErrorKind = "connection" | "resources" | "other";
+
+const CONNECTION_ERRORS = new Set([
+  "ENOTCONN",
+  "ECONNABORTED",
+  "ECONNRESET",
+  "EPROTO",
+  "EPERM",
+  "ETIMEDOUT",
+  "ENETDOWN",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "EHOSTUNREACH",
+  "ENONET",
+  "ENOPROTOOPT",
+  "EOPNOTSUPP",
+  "EINTR",
+  "EAGAIN",
+  "EWOULDBLOCK",
+]);
+const RESOURCE_ERRORS = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
+
+/** Classifies an `accept()` error by its errno code (Deno sets `code`), else its class. */
+export function acceptErrorKind(error: unknown): AcceptErrorKind {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string") {
+    if (CONNECTION_ERRORS.has(code)) return "connection";
+    if (RESOURCE_ERRORS.has(code)) return "resources";
+  }
+  if (
+    error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.TimedOut || error instanceof Deno.errors.WouldBlock
+  ) {
+    return "connection";
+  }
+  if (
+    /too many open files|no buffer space|out of memory|cannot allocate memory/i.test(String(error))
+  ) {
+    return "resources";
+  }
+  return "other";
+}
+
+// After an accept() that failed for lack of resources the loop pauses, 10 ms
+// at first and twice as long after each further failure in a row, up to
+// 100 ms: descriptors are freed within milliseconds when connections end,
+// and 100 ms keeps a server at its limit responsive once they are.
+const ACCEPT_PAUSE_MIN_MS = 10;
+const ACCEPT_PAUSE_MAX_MS = 100;
+
 // How many bytes, across all of a server's connections, message buffers may
 // be allocated at the length a frame header declares instead of growing with
 // the bytes received (src/message.ts). Trusting the header saves 2-3
@@ -138,6 +204,23 @@ export class Server<T = undefined> {
   /** The open sockets. */
   get clients(): ReadonlySet<Socket<T>> {
     return this.#core.sockets;
+  }
+
+  /**
+   * The limit on open WebSocket connections in force: the `maxConnections`
+   * option, or the default chosen from the process's open-file limit.
+   * Upgrades beyond it get 503.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@tsunagu/ws";
+   * const server = serve({ port: 0, hostname: "127.0.0.1", maxConnections: 500 });
+   * console.log(server.maxConnections); // 500
+   * await server.shutdown();
+   * ```
+   */
+  get maxConnections(): number {
+    return this.#core.options.maxConnections;
   }
 
   /** How many WebSocket connections are open (not yet closed as far as the application knows). */
@@ -231,6 +314,7 @@ class ServerCore<T> implements SessionHost<T> {
   readonly connections = new Set<Connection<T>>();
   readonly sockets = new Set<Socket<T>>();
   readonly assemblyBudget: AssemblyBudget = new ByteBudget(ASSEMBLY_BUDGET_BYTES);
+  readonly messageMemory: AssemblyBudget;
 
   #listener: Deno.Listener;
   #sessions = new Set<HttpSession<T>>();
@@ -249,6 +333,7 @@ class ServerCore<T> implements SessionHost<T> {
   #connectionsOpened = 0;
   #closes: Record<number, number> = {};
   #httpResponses: Record<number, number> = {};
+  #acceptErrors: Record<AcceptErrorKind, number> = { connection: 0, resources: 0, other: 0 };
   #timer: ReturnType<typeof setInterval>;
   #stopping: Promise<void> | null = null;
   #resolveFinished!: () => void;
@@ -279,6 +364,7 @@ class ServerCore<T> implements SessionHost<T> {
     const { hostname, port, cert, key } = this.options;
     this.scheme = cert !== undefined ? "wss" : "ws";
     this.readerOptions = readerOptions(this.options);
+    this.messageMemory = new ByteBudget(this.options.maxPendingMessageBytes);
     // Passed only when asked for: the option is unstable in Deno, and without
     // --unstable-net Deno ends the whole process (exit 70) instead of
     // throwing. Deno.listenDatagram exists exactly when that flag is on.
@@ -347,17 +433,26 @@ class ServerCore<T> implements SessionHost<T> {
   }
 
   async #acceptLoop(): Promise<void> {
+    // The pause after the next resource failure; 0 until one happens.
+    let pause = 0;
     while (this.#stopping === null) {
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
         if (this.#stopping !== null || error instanceof Deno.errors.BadResource) break;
-        // Out of descriptors and the like: report, pause briefly, keep serving.
-        this.reportError(error);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        const kind = acceptErrorKind(error);
+        this.#acceptErrors[kind]++;
+        // One connection's failure: the next one is fine, accept it now.
+        if (kind === "connection") continue;
+        // Out of descriptors and the like (or unexpected): report the first
+        // of a run, pause briefly, keep serving.
+        if (pause === 0) this.reportError(error);
+        pause = Math.min(Math.max(pause * 2, ACCEPT_PAUSE_MIN_MS), ACCEPT_PAUSE_MAX_MS);
+        await new Promise((resolve) => setTimeout(resolve, pause));
         continue;
       }
+      pause = 0;
       this.#liveTasks++;
       this.#handle(conn).then(this.#taskEnded, this.#taskFailed);
     }
@@ -443,6 +538,7 @@ class ServerCore<T> implements SessionHost<T> {
       ...traffic,
       closes: { ...this.#closes },
       httpResponses: { ...this.#httpResponses },
+      acceptErrors: { ...this.#acceptErrors },
       ...(this.#broker?.metrics ? { broker: this.#broker.metrics() } : {}),
     };
   }

@@ -11,7 +11,7 @@
  */
 
 import { ChannelBroker } from "./channel_broker.ts";
-import type { Handlers, ServeOptions } from "./options.ts";
+import { defaultMaxConnections, type Handlers, type ServeOptions } from "./options.ts";
 import { serve, type Server } from "./server.ts";
 
 /** What the pool tells a worker when it starts it. */
@@ -439,6 +439,10 @@ export async function serveInWorker<T = undefined>(
   try {
     server = serve<T>({
       ...options,
+      // The workers are threads of one process and share its open-file
+      // limit: the default connection limit is shared out among them.
+      maxConnections: options.maxConnections ??
+        Math.max(1, Math.floor(defaultMaxConnections() / init.workers)),
       port: init.port,
       hostname: init.hostname,
       reusePort: true,

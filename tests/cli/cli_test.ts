@@ -74,7 +74,6 @@ Deno.test("cli args: serve defaults", () => {
     hostname: "0.0.0.0",
     mode: "echo",
     maxPayload: 16 * 1024 * 1024,
-    maxConnections: Infinity,
     idleTimeout: 120_000,
     logFormat: "text",
     quiet: false,

@@ -89,6 +89,7 @@ Deno.test("formatPrometheus: every counter, labelled ones per code and status", 
     bytesSent: 8192,
     closes: { 1000: 6, 1006: 1 },
     httpResponses: { 200: 5, 426: 2 },
+    acceptErrors: { connection: 4, resources: 1, other: 0 },
   };
   const text = formatPrometheus(metrics);
   assert.ok(text.endsWith("\n"));
@@ -104,6 +105,9 @@ Deno.test("formatPrometheus: every counter, labelled ones per code and status", 
     'tsunagu_closes_total{code="1006"} 1',
     'tsunagu_http_responses_total{status="200"} 5',
     'tsunagu_http_responses_total{status="426"} 2',
+    'tsunagu_accept_errors_total{kind="connection"} 4',
+    'tsunagu_accept_errors_total{kind="resources"} 1',
+    'tsunagu_accept_errors_total{kind="other"} 0',
   ]);
   // Every sample has its HELP and TYPE lines.
   for (const name of new Set(samples.map((line) => line.split(/[{ ]/)[0]))) {
