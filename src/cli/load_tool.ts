@@ -221,7 +221,10 @@ export async function runLoad(options: LoadOptions, progress?: LoadProgress): Pr
     for (const socket of sockets) socket.terminate();
   }, options.duration + 2000);
   const ticker = progress === undefined ? undefined : setInterval(() => {
-    const seconds = (performance.now() - start) / 1000;
+    const elapsed = performance.now() - start;
+    // The run is over (its summary follows): a line now would only race it.
+    if (elapsed >= options.duration) return;
+    const seconds = elapsed / 1000;
     const rate = Math.round(report.messages / seconds);
     progress.write(
       `load: ${seconds.toFixed(0)} s of ${(options.duration / 1000).toFixed(0)} s, ` +
