@@ -142,6 +142,8 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #finishing = false;
   #finished = false;
   #closeReceived: { code: number; reason: string } | null = null;
+  /** The close frame we sent first (we started the closing handshake); null otherwise. */
+  #closeInitiated: { code: number; reason: string } | null = null;
   // Heartbeat: whether a ping awaits its pong; where it ends in the writer's
   // byte stream while it still waits behind queued data (0 once written);
   // how far the writer had got at the last look; and the time the pong
@@ -329,8 +331,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#closeReceived = { code, reason };
     this.#parser.stop();
     if (!this.#closeSent) {
-      // Echo the peer's code (RFC 6455 §5.5.1); an empty close is answered empty.
-      this.#sendClose(code === CloseCode.NoStatus ? CloseCode.NoStatus : code, "");
+      // Echo the peer's code and reason (RFC 6455 §5.5.1, as ws and Deno
+      // do); an empty close is answered empty.
+      this.#sendClose(code, code === CloseCode.NoStatus ? "" : reason);
     }
     this.#finishAfterFlush(code, reason, true);
   }
@@ -485,6 +488,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #sendClose(code: number, reason: string): void {
     if (this.#closeSent) return;
     this.#closeSent = true;
+    if (this.#closeReceived === null) this.#closeInitiated = { code, reason };
     this.readyState = ReadyState.CLOSING;
     // Real time, not the coarse clock, which may be a housekeeping tick old:
     // counted from it, the deadline could fire up to a tick early.
@@ -622,9 +626,16 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     if (this.readyState === ReadyState.CLOSED) return;
     this.readyState = ReadyState.CLOSED;
     const received = this.#closeReceived;
-    // The peer said goodbye with a code: that is the close code (RFC 6455
-    // §7.1.5), even if our echo could not be written before TCP ended.
-    if (received !== null) {
+    const initiated = this.#closeInitiated;
+    // Whoever started the closing handshake names the close: the peer's
+    // code (RFC 6455 §7.1.5) when it said goodbye first, even if our echo
+    // could not be written before TCP ended; ours when we did (the peer's
+    // reply is only an echo, often with no reason: the application and its
+    // logs hear "1001 server shutting down", not the peer's empty echo).
+    if (initiated !== null && received !== null) {
+      code = initiated.code;
+      reason = initiated.reason;
+    } else if (received !== null) {
       code = received.code;
       reason = received.reason;
     } else if (this.#failure !== null) {

@@ -163,7 +163,12 @@ export interface SocketHandlers<T = undefined, S = unknown> {
   open?(socket: Socket<T>, server: S): unknown;
   /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
   message?(socket: Socket<T>, data: string | Uint8Array, server: S): unknown;
-  /** A connection closed: the peer's code (1005 none, 1006 dropped) or the one we failed it with. */
+  /**
+   * A connection closed. `code` and `reason` are those of the side that
+   * started the closing handshake: the peer's (1005 when it sent no code),
+   * or ours when we closed first (`close()`, idle timeout, shutdown); 1006
+   * when TCP ended without one, or the code we failed the connection with.
+   */
   close?(socket: Socket<T>, code: number, reason: string, server: S): unknown;
   /** A pong arrived (heartbeat replies included). */
   pong?(socket: Socket<T>, payload: Uint8Array, server: S): unknown;

@@ -408,9 +408,13 @@ Deno.test("a close reason that is not UTF-8 fails with 1007", async () => {
   await assertFails(wire(OP.CLOSE, closePayload(1000, new Uint8Array([0xff]))), 1007);
 });
 
-Deno.test("a valid close is echoed (1000 as 1000, empty as empty), then the server closes TCP", async () => {
+Deno.test("a valid close is echoed with its code and reason (empty as empty), then the server closes TCP", async () => {
   const cases = [
-    { sent: closePayload(1000, "done here"), echoed: [0x03, 0xe8], reported: [1000, "done here"] },
+    {
+      sent: closePayload(1000, "done here"),
+      echoed: [...closePayload(1000, "done here")],
+      reported: [1000, "done here"],
+    },
     { sent: new Uint8Array(0), echoed: [], reported: [1005, ""] },
   ];
   for (const { sent, echoed, reported } of cases) {
@@ -486,7 +490,8 @@ Deno.test("after the server sends close it sends nothing else", async () => {
     await client.write(wire(OP.TEXT, "late message"));
     await client.write(wire(OP.CLOSE, closePayload(4001)));
     await client.expectEnd();
-    assert.deepEqual(await echo.closed(0), { code: 4001, reason: "" });
+    // We closed first: the close is ours, with our reason, not the peer's bare echo.
+    assert.deepEqual(await echo.closed(0), { code: 4001, reason: "bye" });
     // The late message is dropped, as the standard WebSocket does once closing.
     assert.deepEqual(echo.messages, ["server-close-please"]);
   });
