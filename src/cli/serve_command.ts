@@ -116,7 +116,22 @@ export function serveHandlers(
         logger.connection("reject", `reject ${peer} ${path} 404`, { peer, path, status: 404 });
         return textResponse(404, "not found");
       }
-      return { data: { path, peer } };
+      const origin = request.headers.get("origin");
+      if (
+        config.origins.length > 0 && origin !== null &&
+        !config.origins.includes(origin.toLowerCase())
+      ) {
+        logger.connection("reject", `reject ${peer} ${path} 403 origin ${origin}`, {
+          peer,
+          path,
+          status: 403,
+          origin,
+        });
+        return textResponse(403, "origin not allowed");
+      }
+      // The client's order of preference, among those we speak.
+      const protocol = info.protocols.find((offered) => config.protocols.includes(offered));
+      return { protocol, data: { path, peer } };
     },
     open(socket) {
       const { path, peer } = socket.data;

@@ -60,6 +60,17 @@ export interface ServeConfig {
   mode: Mode;
   /** When set, upgrades are accepted only on this path; others get 404. */
   path?: string;
+  /**
+   * Subprotocols the server speaks: of those a client offers, the first
+   * (in the client's order) that is listed here is chosen. Empty: none.
+   */
+  protocols: readonly string[];
+  /**
+   * Origins (`scheme://host[:port]`) whose pages may connect; an upgrade
+   * with another `Origin` gets 403. Empty: any. Requests without an
+   * `Origin` header (not from a browser) are accepted.
+   */
+  origins: readonly string[];
   /** When set, plain HTTP requests are answered with files from this directory. */
   staticDir?: string;
   /** When set, GET on this path answers the server's metrics in Prometheus text format. */
@@ -111,6 +122,8 @@ export const SERVE_DEFAULTS: Readonly<ServeConfig> = {
   deflate: false,
   reusePort: false,
   workers: 1,
+  protocols: [],
+  origins: [],
   redisPrefix: "tsunagu:",
 };
 
@@ -287,6 +300,30 @@ const FLAGS: readonly FlagSpec[] = [
     shown: "off",
     set(config) {
       config.reusePort = true;
+    },
+  },
+  {
+    name: "protocol",
+    value: "NAME",
+    help: "a subprotocol to speak (repeatable): the\nfirst the client offers that is listed",
+    shown: "none",
+    set(config, value) {
+      // RFC 6455 §4.1: a subprotocol is an HTTP token.
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(value)) return "expected a token such as chat.v1";
+      config.protocols = [...config.protocols, value];
+    },
+  },
+  {
+    name: "origin",
+    value: "ORIGIN",
+    help: "allow browser pages from ORIGIN only\n(repeatable; others get 403)",
+    shown: "any",
+    set(config, value) {
+      const origin = value.replace(/\/$/, "").toLowerCase();
+      if (!URL.canParse(origin) || new URL(origin).origin !== origin) {
+        return "expected an origin such as https://example.com (scheme, host, optional port)";
+      }
+      config.origins = [...config.origins, origin];
     },
   },
   {

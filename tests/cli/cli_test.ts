@@ -42,6 +42,8 @@ const FLAG_NAMES = [
   "deflate",
   "reuse-port",
   "workers",
+  "protocol",
+  "origin",
   "redis",
   "redis-prefix",
   "log-format",
@@ -80,6 +82,8 @@ Deno.test("cli args: serve defaults", () => {
     deflate: false,
     reusePort: false,
     workers: 1,
+    protocols: [],
+    origins: [],
     redisPrefix: "tsunagu:",
   });
 });
@@ -132,6 +136,8 @@ Deno.test("cli args: every flag, with separate and = values, and short forms", (
       deflate: true,
       reusePort: true,
       workers: 3,
+      protocols: [],
+      origins: [],
       redisPrefix: "tsunagu:",
     },
   );
