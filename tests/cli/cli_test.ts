@@ -24,7 +24,7 @@ import { type ExampleProcess, ROOT, startExample } from "../helpers/example_proc
 import { type Finished, runCliProcess as runWith } from "../helpers/cli_process.ts";
 import { TestClient, waitUntil } from "../helpers/harness.ts";
 import { buildUpgradeRequest, type HttpResponse, OP, RawClient } from "../helpers/raw_client.ts";
-import { clientFrame } from "../helpers/frames.ts";
+import { clientFrame, closePayload } from "../helpers/frames.ts";
 
 const FLAG_NAMES = [
   "port",
@@ -534,6 +534,26 @@ Deno.test("cli serve: echo mode on any path, one log line per open and close, SI
   });
 });
 
+Deno.test("cli serve: the close log line gives the server's reason when the client echoes none", async () => {
+  const process = await startCli([]);
+  try {
+    using client = await RawClient.connect(Number(process.url.port));
+    await client.handshake();
+    const stopped = process.stop("SIGTERM");
+    await client.expectClose(1001, "server shutting down");
+    // As browsers may: the echo carries the code and no reason.
+    await client.write(clientFrame({ opcode: OP.CLOSE, payload: closePayload(1001) }));
+    assert.equal((await stopped).code, 0, process.output());
+    const lines = stdoutLines(process);
+    assert.ok(
+      lines.some((line) => / close .* 1001 "server shutting down"$/.test(line)),
+      process.output(),
+    );
+  } finally {
+    await process.close();
+  }
+});
+
 Deno.test("cli serve: SIGTERM and SIGINT close every client with 1001 and exit 0", async () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const process = await startCli([]);
@@ -550,7 +570,12 @@ Deno.test("cli serve: SIGTERM and SIGINT close every client with 1001 and exit 0
       const lines = stdoutLines(process);
       assert.ok(lines.some((line) => line.includes(`${signal}: shutting down`)), process.output());
       assert.match(lines.at(-1)!, /stopped$/);
-      assert.equal(lines.filter((line) => / close .* 1001 /.test(line)).length, 3);
+      // The log line gives the reason the server sent, not the client's echo of it.
+      assert.equal(
+        lines.filter((line) => / close .* 1001 "server shutting down"$/.test(line)).length,
+        3,
+        process.output(),
+      );
     } finally {
       for (const client of clients) await client.dispose();
       await process.close();
