@@ -8,7 +8,6 @@
  * both; a missing one fails there).
  */
 
-import assert from "node:assert/strict";
 import { findChromium, launchChromium } from "./helpers/chromium.ts";
 import { startExample } from "./helpers/example_process.ts";
 import { TestClient, waitUntil } from "./helpers/harness.ts";
