@@ -9,8 +9,14 @@
  */
 
 import { type CliError, fail, type HelpTopic } from "./cli_error.ts";
-import type { LoadOptions } from "./load_tool.ts";
-import { CONNECT_HELP, LOAD_HELP, parseConnect, parseLoad } from "./client_flags.ts";
+import {
+  CONNECT_HELP,
+  type ConnectCommand,
+  LOAD_HELP,
+  type LoadCommand,
+  parseConnect,
+  parseLoad,
+} from "./client_flags.ts";
 import { flagTable, parseServe, type ServeConfig } from "./serve_flags.ts";
 
 /**
@@ -27,16 +33,8 @@ export type CliCommand =
   | { command: "help"; topic: HelpTopic }
   | { command: "version" }
   | { command: "serve"; config: ServeConfig }
-  | {
-    command: "connect";
-    url: string;
-    protocols: string[];
-    wait: number;
-    deflate: boolean;
-    /** A PEM file of extra trusted certificates for `wss://` (`--ca`). */
-    caFile?: string;
-  }
-  | { command: "load"; options: LoadOptions };
+  | ConnectCommand
+  | LoadCommand;
 
 /**
  * Parses the arguments of `tsunagu` (without the program name). Never

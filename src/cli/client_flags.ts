@@ -22,20 +22,45 @@ export const MAX_LOAD_SIZE: number = CONNECTION_DEFAULTS.maxPayload;
  */
 export const MAX_LOAD_BYTES: number = 1024 ** 3;
 
-/** What `tsunagu connect` runs with. */
+/**
+ * What `tsunagu connect` runs with.
+ *
+ * @example
+ * ```ts
+ * import { parseCliArgs } from "@tsunagu/ws/cli";
+ * const parsed = parseCliArgs(["connect", "ws://127.0.0.1:8080/", "--protocol", "chat"]);
+ * if ("command" in parsed && parsed.command === "connect") console.log(parsed.protocols); // [ "chat" ]
+ * ```
+ */
 export interface ConnectCommand {
+  /** The command. */
   command: "connect";
+  /** The ws:// or wss:// URL to connect to. */
   url: string;
+  /** Subprotocols to offer (`--protocol`, repeatable). */
   protocols: string[];
+  /** Milliseconds of quiet from the server after the end of stdin before closing (`--wait`). */
   wait: number;
+  /** Whether to offer permessage-deflate (`--deflate`). */
   deflate: boolean;
   /** A PEM file of extra trusted certificates (a private CA) for `wss://`. */
   caFile?: string;
 }
 
-/** What `tsunagu load` runs with. */
+/**
+ * What `tsunagu load` runs with.
+ *
+ * @example
+ * ```ts
+ * import { parseCliArgs } from "@tsunagu/ws/cli";
+ * const parsed = parseCliArgs(["load", "ws://127.0.0.1:8080/", "--clients", "4"]);
+ * if ("command" in parsed && parsed.command === "load") console.log(parsed.options.clients); // 4
+ * ```
+ */
 export interface LoadCommand {
+  /** The command. */
   command: "load";
+  /** What to run: URL, clients, duration, message size and kind. */
   options: LoadOptions;
 }
 

@@ -41,6 +41,7 @@ import { VERSION } from "./version.ts";
 
 export { type CliCommand, parseCliArgs, usage, usageHint } from "./args.ts";
 export type { CliError, HelpTopic } from "./cli_error.ts";
+export type { ConnectCommand, LoadCommand } from "./client_flags.ts";
 export type { CliIo } from "./io.ts";
 export type { LoadOptions } from "./load_tool.ts";
 export type { LogFormat, Mode, ServeConfig } from "./serve_flags.ts";
