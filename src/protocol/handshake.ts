@@ -122,6 +122,24 @@ export function findHeadEnd(bytes: Uint8Array, from: number, to: number): number
   return -1;
 }
 
+/**
+ * The first bare LF (one not preceded by CR) in `bytes[from..to)`, or -1.
+ * Request heads must end their lines with CRLF (RFC 9112 §2.2): a bare LF
+ * is refused, not tolerated, because servers and proxies that disagree on
+ * where a line ends disagree on where a request ends (request smuggling),
+ * and a head made of bare LFs would otherwise wait for a CRLF CRLF that
+ * never comes. `bytes[from - 1]` is looked at when `from > 0`.
+ */
+export function findBareLf(bytes: Uint8Array, from: number, to: number): number {
+  const start = Math.max(from, 0);
+  const view = bytes.subarray(start, to);
+  for (let i = view.indexOf(0x0a); i >= 0; i = view.indexOf(0x0a, i + 1)) {
+    const at = start + i;
+    if (at === 0 || bytes[at - 1] !== 0x0d) return at;
+  }
+  return -1;
+}
+
 // Head parsing is linear in the head's length whatever a peer sends. Each
 // pattern below is anchored at the start (tried at one position only), and
 // each repeated class is followed by a character it cannot match, so a
@@ -505,6 +523,7 @@ export function encodeSwitchingProtocols(
 
 /** Standard reason phrases for the statuses this server produces itself. */
 const REASONS: Record<number, string> = {
+  100: "Continue",
   200: "OK",
   204: "No Content",
   301: "Moved Permanently",
@@ -518,11 +537,13 @@ const REASONS: Record<number, string> = {
   408: "Request Timeout",
   411: "Length Required",
   413: "Content Too Large",
+  417: "Expectation Failed",
   426: "Upgrade Required",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   501: "Not Implemented",
   503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
 };
 
 /** The reason phrase for `status` (empty when unknown: the phrase is optional in HTTP/1.1). */
@@ -539,29 +560,41 @@ function formatHeader(name: string, value: string): string {
 }
 
 /**
- * Encodes a complete HTTP/1.1 response head with `Connection: close`. The
- * body is delimited by `framing`: a byte count (`Content-Length`),
- * `"chunked"` (`Transfer-Encoding: chunked`), or null for no length header
- * (no body, or one that ends when the connection closes). The application's
- * own framing headers are replaced, never passed through.
+ * What a response head says about the connection: `"close"` (the server
+ * closes it after this response), `"keep-alive"` (kept, said out loud, as
+ * an HTTP/1.0 client needs), or null (kept, HTTP/1.1's default, no field).
+ */
+export type ConnectionField = "close" | "keep-alive" | null;
+
+/**
+ * Encodes a complete HTTP/1.1 response head. The body is delimited by
+ * `framing`: a byte count (`Content-Length`), `"chunked"`
+ * (`Transfer-Encoding: chunked`), or null for no length header (no body,
+ * or one that ends when the connection closes). `connection` is the
+ * `Connection` field to send (default `close`). The application's own
+ * framing and connection headers are replaced, never passed through.
  */
 export function encodeResponseHead(
   status: number,
   headers: Iterable<[string, string]>,
   framing: number | "chunked" | null,
+  connection: ConnectionField = "close",
 ): Uint8Array {
   let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
   for (const [name, value] of headers) {
     const lower = name.toLowerCase();
-    if (lower === "content-length" || lower === "connection" || lower === "transfer-encoding") {
+    if (
+      lower === "content-length" || lower === "connection" || lower === "transfer-encoding" ||
+      lower === "keep-alive"
+    ) {
       continue;
     }
     head += formatHeader(name, value);
   }
   if (framing === "chunked") head += "Transfer-Encoding: chunked\r\n";
   else if (framing !== null) head += `Content-Length: ${framing}\r\n`;
-  head += "Connection: close\r\n\r\n";
-  return encoder.encode(head);
+  if (connection !== null) head += `Connection: ${connection}\r\n`;
+  return encoder.encode(head + "\r\n");
 }
 
 /**

@@ -24,8 +24,8 @@ export type BodyFraming =
  * and hide that).
  *
  * Rules (RFC 9112 §6.1-6.3, read strictly): both fields → 400; a
- * transfer coding list that does not end in `chunked` → 400, one with any
- * other coding → 501; `Content-Length` must be one run of digits, given
+ * transfer coding list that does not end in `chunked`, or names it twice,
+ * → 400, one with any other coding → 501; `Content-Length` must be one run of digits, given
  * once (a list, even of equal values, is 400); neither field → no body.
  */
 export function requestBodyFraming(
@@ -41,6 +41,11 @@ export function requestBodyFraming(
     ).filter((coding) => coding !== "");
     if (codings.length === 0 || codings[codings.length - 1] !== "chunked") {
       return { kind: "error", status: 400, message: "Transfer-Encoding must end in chunked" };
+    }
+    // chunked is applied at most once (RFC 9112 §6.1): twice is malformed,
+    // not a coding we lack.
+    if (codings.indexOf("chunked") !== codings.length - 1) {
+      return { kind: "error", status: 400, message: "chunked given more than once" };
     }
     if (codings.length > 1) {
       return {

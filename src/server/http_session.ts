@@ -1,21 +1,25 @@
 /**
- * The life of an accepted TCP connection before it is a WebSocket: read the
+ * The life of an accepted TCP connection before it is a WebSocket: read a
  * request head, then either upgrade (101), refuse (4xx/5xx), or answer a
- * plain HTTP request through the application's `fetch` handler.
+ * plain HTTP request through the application's `fetch` handler, and, while
+ * the connection persists (RFC 9112 §9.3), read the next request: the
+ * bytes after one request are the next one's head (pipelining), answered
+ * in order, one at a time. An upgrade may come after any number of plain
+ * requests.
  *
  * @module
  */
 
 import { ByteReader, type ByteReaderOptions } from "../connection/byte_reader.ts";
-import { concatBytes } from "../protocol/bytes.ts";
 import { negotiateDeflate } from "../protocol/permessage_deflate.ts";
-import { ResponseWriter } from "./response_writer.ts";
+import { ResponseWriter, type WriteOutcome } from "./response_writer.ts";
 import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import {
   decodeRequestHead,
   encodeRejection,
   encodeResponseHead,
   encodeSwitchingProtocols,
+  findBareLf,
   findHeadEnd,
   type HandshakeRejection,
   headerValues,
@@ -28,7 +32,16 @@ import {
   type UpgradeRequest,
   validateUpgrade,
 } from "../protocol/handshake.ts";
-import type { Handlers, ResolvedOptions, UpgradeAccept } from "./options.ts";
+import { requestBodyFraming } from "../protocol/http1_body.ts";
+import {
+  isHttp11,
+  leadingEmptyLines,
+  requestExpectation,
+  requestKeepsAlive,
+} from "../protocol/http1_request.ts";
+import { checkNonNegative } from "../connection/options.ts";
+import { type BodyHost, RequestBody } from "./request_body.ts";
+import type { Handlers, RequestInfo, ResolvedOptions, UpgradeAccept } from "./options.ts";
 import type { Server } from "./server.ts";
 
 /** What the server provides to a handshake in progress. */
@@ -55,6 +68,8 @@ export interface SessionHost<T> extends ConnectionHost<T> {
   connectionOpened(connection: Connection<T>): void;
   /** A plain HTTP response with `status` is being sent (metrics). */
   httpResponded(status: number): void;
+  /** Whether the server is shutting down: no connection persists. */
+  readonly stopping: boolean;
   /** `"ws"` or `"wss"`. */
   readonly scheme: "ws" | "wss";
   /** How every connection's {@linkcode ByteReader} sizes and reads its buffer. */
@@ -86,6 +101,15 @@ export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
 const RESPONSE_LINGER_MS = 1000;
 const RESPONSE_LINGER_BYTES = 1024 * 1024;
 
+// A request body the handler did not read (or not to its end) is read and
+// discarded after the response, up to this many bytes, so the connection
+// can serve the next request; with more left, the connection closes instead
+// (the response then says so). Enough for any form post or JSON body that
+// an endpoint refuses unread; not an upload's worth of waiting.
+const DRAIN_BODY_BYTES = 64 * 1024;
+
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+
 /** Writes all of `bytes`; `conn.write` may write only part. */
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let offset = 0;
@@ -100,24 +124,105 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
+// Where a session is. Shutdown closes the first three at once and lets
+// ANSWERING finish (within its timeout).
+/** Reading the connection's first request head (deadline from the accept). */
+const FIRST_HEAD = 0;
+/** Between requests on a persistent connection: nothing of the next one yet. */
+const IDLE = 1;
+/** Reading a later request's head (deadline from its first byte), or upgrading. */
+const HEAD = 2;
+/** A plain request is being answered: the handler, its body, the response. */
+const ANSWERING = 3;
+
+/**
+ * The `info` a `fetch` handler gets: what `Deno.serve` passes (`remoteAddr`,
+ * `completed`) and the server, and this request's body limit.
+ */
+class FetchInfo implements RequestInfo {
+  remoteAddr: Deno.NetAddr;
+  server: Server<unknown>;
+  #body: RequestBody | null;
+  #limit: number;
+  #completed: Promise<void> | null = null;
+  #settle: (() => void) | null = null;
+  #settled = false;
+
+  constructor(
+    remoteAddr: Deno.NetAddr,
+    server: Server<unknown>,
+    body: RequestBody | null,
+    limit: number,
+  ) {
+    this.remoteAddr = remoteAddr;
+    this.server = server;
+    this.#body = body;
+    this.#limit = limit;
+  }
+
+  // Made when first asked for: most handlers never look.
+  get completed(): Promise<void> {
+    if (this.#completed === null) {
+      this.#completed = this.#settled
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => this.#settle = resolve);
+    }
+    return this.#completed;
+  }
+
+  get maxBodyBytes(): number {
+    return this.#limit;
+  }
+
+  set maxBodyBytes(bytes: number) {
+    this.#limit = checkNonNegative("maxBodyBytes", bytes);
+    if (this.#body !== null) this.#body.limit = bytes;
+  }
+
+  /** The response was sent or abandoned. */
+  settle(): void {
+    this.#settled = true;
+    this.#settle?.();
+  }
+}
+
 /** Serves one accepted TCP connection. Never throws. */
-export class HttpSession<T> {
+export class HttpSession<T> implements BodyHost {
   #host: SessionHost<T>;
   #conn: Deno.Conn;
-  #reader: ByteReader;
-  /**
-   * When the request must be complete by (real time, ms since the epoch):
-   * the head, and a plain HTTP request's body. Infinite once it is, so the
-   * application's handler and a streamed response take the time they need.
-   */
-  deadline: number;
+  readonly reader: ByteReader;
   #done = false;
+  #phase = FIRST_HEAD;
+  /**
+   * Deadlines (real time, ms since the epoch; Infinity when none): the
+   * request head's (or the keep-alive wait's), a body read waiting on the
+   * client, and a response write making no progress. The session is
+   * expired when the earliest passes.
+   */
+  #headDeadline: number;
+  #bodyDeadline = Infinity;
+  #writeDeadline = Infinity;
+  /** Plain requests answered on this connection. */
+  #requests = 0;
+  /** The server asked this session to end after its current response. */
+  #stopping = false;
+  #stopped: (() => void) | null = null;
+  /** The one read in flight on the connection, shared by whoever waits for bytes. */
+  #filling: Promise<number> | null = null;
   /** The response being written to a plain HTTP request, if any. */
   #response: ResponseWriter | null = null;
+  /** The body of the request being answered, if it has one. */
+  #body: RequestBody | null = null;
+  /** The client's `Connection` field lets the connection persist. */
+  #clientKeepsAlive = false;
+  /** A `100 Continue` is owed before the body's first read. */
+  #continueOwed = false;
+  /** The `100 Continue` being written: the response waits for it. */
+  #interim: Promise<void> | null = null;
   /** Where the request is addressed, once its head is parsed and validated. */
   #address: RequestAddress | null = null;
-  /** Settles when the client closes or the connection fails (see #watchPeer). */
-  #peerGone: Promise<void> | null = null;
+  /** Whether a read is kept pending to notice the client leaving (see #watchPeer). */
+  #watching = false;
   /** The response is complete: the client's EOF is now expected, not a reason to abort. */
   #finishing = false;
 
@@ -125,19 +230,59 @@ export class HttpSession<T> {
     this.#host = host;
     this.#conn = conn;
     // One options object per server, not per connection (idle memory).
-    this.#reader = new ByteReader(conn, host.readerOptions);
+    this.reader = new ByteReader(conn, host.readerOptions);
     // Real time, not the host's coarse clock: that may be a housekeeping
     // tick old, and a deadline counted from it would fire up to a tick
     // early. One Date.now() per connection costs nothing that shows.
-    this.deadline = Date.now() + host.options.handshakeTimeout;
+    this.#headDeadline = Date.now() + host.options.handshakeTimeout;
   }
 
-  /** Drops the connection (handshake deadline passed, or the server is stopping). */
+  /** When the session must be dropped (or its body failed) unless something happens first. */
+  get deadline(): number {
+    return Math.min(this.#headDeadline, this.#bodyDeadline, this.#writeDeadline);
+  }
+
+  /** Drops the connection (a deadline passed, or the server is stopping). */
   abort(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#headDeadline = this.#bodyDeadline = this.#writeDeadline = Infinity;
     this.#response?.abort();
+    this.#body?.fail(0, "the connection was closed");
     closeQuietly(this.#conn);
+  }
+
+  /**
+   * The deadline passed at `now`. A body read that waited too long fails
+   * the body (the handler sees its stream error, the client gets 408) and
+   * leaves the handler `handshakeTimeout` to answer; anything else (a slow
+   * head, an idle keep-alive connection, a stalled response write) drops
+   * the connection.
+   */
+  expire(now: number): void {
+    const body = this.#body;
+    if (this.#bodyDeadline <= now && body !== null && body.failure === null) {
+      this.#bodyDeadline = Infinity;
+      body.fail(408, "request body timed out");
+      this.#headDeadline = now + this.#host.options.handshakeTimeout;
+      return;
+    }
+    this.abort();
+  }
+
+  /**
+   * The server is shutting down. A session reading a head, waiting idle
+   * between requests, or upgrading is closed at once (true); one answering a
+   * request finishes that response, which then says `Connection: close`,
+   * and closes: the promise settles when it is over.
+   */
+  stop(): Promise<void> | true {
+    if (this.#done || this.#phase !== ANSWERING) {
+      this.abort();
+      return true;
+    }
+    this.#stopping = true;
+    return new Promise<void>((resolve) => this.#stopped = resolve);
   }
 
   /** Whether the session ended (answered, upgraded or aborted). */
@@ -148,66 +293,131 @@ export class HttpSession<T> {
   /** Runs the session; resolves with the upgraded connection, if any. */
   async run(): Promise<Connection<T> | null> {
     try {
-      const headEnd = await this.#readHead();
-      if (headEnd < 0 || this.#done) return null;
-      const text = decodeRequestHead(this.#reader.buffer.subarray(0, headEnd));
-      const head = parseRequestText(text);
-      if (isRejection(head)) {
-        await this.#reject(head);
-        return null;
+      while (true) {
+        const next = await this.#serveOne();
+        if (next !== true) return next;
+        this.#phase = IDLE;
+        this.#headDeadline = Date.now() + this.#host.options.keepAliveTimeout;
       }
-      this.#reader.consume(headEnd);
-      if (head.target === "*") {
-        // Asterisk-form (RFC 9112 §3.2.4) asks about the server as a whole,
-        // which a Request (whose URL needs a path) cannot carry to the
-        // application: the server answers OPTIONS * itself, with nothing to
-        // announce, and refuses "*" with any other method.
-        if (head.method === "OPTIONS") await this.#respondEmpty(204);
-        else await this.#reject({ status: 400, message: "a * target is only for OPTIONS" });
-        return null;
-      }
-      const address = requestAddress(head);
-      if (isRejection(address)) {
-        await this.#reject(address);
-        return null;
-      }
-      this.#address = address;
-      if (!isUpgradeRequest(head)) {
-        await this.#serveHttp(head);
-        return null;
-      }
-      const upgrade = validateUpgrade(head);
-      if (isRejection(upgrade)) {
-        await this.#reject(upgrade);
-        return null;
-      }
-      return await this.#upgrade(head, upgrade, text);
     } catch (error) {
       // An application hook failed (or chose an impossible subprotocol).
       if (!this.#done) {
         this.#host.reportError(error);
-        await this.#reject({ status: 500, message: "internal server error" });
+        if (this.#response?.started) this.abort();
+        else await this.#reject({ status: 500, message: "internal server error" });
       }
       return null;
+    } finally {
+      this.#stopped?.();
     }
   }
 
-  /** Reads until CRLF CRLF; returns the head length, or -1 if the connection ended first. */
+  /**
+   * Reads and answers one request. True when the connection persists for
+   * another; else the upgraded connection, or null once it is closed.
+   */
+  async #serveOne(): Promise<Connection<T> | null | true> {
+    const headEnd = await this.#readHead();
+    if (headEnd < 0 || this.#done) return null;
+    const text = decodeRequestHead(this.reader.buffer.subarray(0, headEnd));
+    const head = parseRequestText(text);
+    if (isRejection(head)) {
+      await this.#reject(head);
+      return null;
+    }
+    this.reader.consume(headEnd);
+    if (head.version[0] !== 1) {
+      await this.#reject({ status: 505, message: "this server speaks HTTP/1.x" });
+      return null;
+    }
+    if (head.target === "*") {
+      // Asterisk-form (RFC 9112 §3.2.4) asks about the server as a whole,
+      // which a Request (whose URL needs a path) cannot carry to the
+      // application: the server answers OPTIONS * itself, with nothing to
+      // announce, and refuses "*" with any other method.
+      if (head.method === "OPTIONS") await this.#respondEmpty(204);
+      else await this.#reject({ status: 400, message: "a * target is only for OPTIONS" });
+      return null;
+    }
+    const address = requestAddress(head);
+    if (isRejection(address)) {
+      await this.#reject(address);
+      return null;
+    }
+    this.#address = address;
+    if (!isUpgradeRequest(head)) {
+      this.#phase = ANSWERING;
+      this.#headDeadline = Infinity;
+      this.#requests++;
+      return await this.#serveHttp(head) || null;
+    }
+    const upgrade = validateUpgrade(head);
+    if (isRejection(upgrade)) {
+      await this.#reject(upgrade);
+      return null;
+    }
+    const framing = requestBodyFraming(
+      headerValues(head, "content-length"),
+      headerValues(head, "transfer-encoding"),
+    );
+    if (framing.kind !== "none") {
+      // What follows the head must be frames, not a body of unclear end.
+      await this.#reject(
+        framing.kind === "error" ? framing : {
+          status: 400,
+          message: "an upgrade request cannot have a body",
+        },
+      );
+      return null;
+    }
+    return await this.#upgrade(head, upgrade, text);
+  }
+
+  /** Reads more into the reader; one read at a time, shared by all who wait. 0 at the end. */
+  fill(): Promise<number> {
+    return this.#filling ??= this.reader.fill().catch(() => 0).finally(() => {
+      this.#filling = null;
+    });
+  }
+
+  /**
+   * Reads until CRLF CRLF; returns the head length, or -1 if the
+   * connection ended (or was refused) first. Empty lines before the request
+   * line are skipped; a bare LF in the head is refused at once.
+   */
   async #readHead(): Promise<number> {
-    const reader = this.#reader;
+    const reader = this.reader;
     const limit = this.#host.options.maxHeaderBytes;
     let scanned = 0;
     while (true) {
-      const n = await reader.fill().catch(() => 0);
+      if (reader.filled > 0) {
+        if (this.#phase === IDLE) {
+          // The next request has begun: its head has handshakeTimeout.
+          this.#phase = HEAD;
+          this.#headDeadline = Date.now() + this.#host.options.handshakeTimeout;
+        }
+        const empty = leadingEmptyLines(reader.buffer, reader.filled);
+        if (empty > 0) {
+          reader.consume(empty);
+          scanned = 0;
+        }
+      }
+      if (reader.filled > 0) {
+        const end = findHeadEnd(reader.buffer, Math.max(scanned - 3, 0), reader.filled);
+        if (findBareLf(reader.buffer, scanned, end >= 0 ? end : reader.filled) >= 0) {
+          await this.#reject({ status: 400, message: "request lines must end in CRLF" });
+          return -1;
+        }
+        if (end >= 0 && end <= limit) return end;
+        scanned = reader.filled;
+        if (end > limit || reader.filled >= limit) {
+          await this.#reject({ status: 431, message: "request head too large" });
+          return -1;
+        }
+      }
+      const n = await this.fill();
       if (n === 0 || this.#done) {
         this.abort();
-        return -1;
-      }
-      const end = findHeadEnd(reader.buffer, Math.max(scanned - 3, 0), reader.filled);
-      if (end >= 0 && end <= limit) return end;
-      scanned = reader.filled;
-      if (end > limit || reader.filled >= limit) {
-        await this.#reject({ status: 431, message: "request head too large" });
         return -1;
       }
     }
@@ -218,7 +428,7 @@ export class HttpSession<T> {
     await this.#respondBytes(encodeRejection(rejection));
   }
 
-  /** Answers `status` with no body (and no Content-Type). */
+  /** Answers `status` with no body (and no Content-Type), then closes. */
   async #respondEmpty(status: number): Promise<void> {
     this.#host.httpResponded(status);
     // No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
@@ -228,6 +438,7 @@ export class HttpSession<T> {
   async #respondBytes(bytes: Uint8Array): Promise<void> {
     if (this.#done) return;
     try {
+      await this.#interim;
       await writeAll(this.#conn, bytes);
     } catch {
       // The peer left; nothing to tell it.
@@ -236,20 +447,13 @@ export class HttpSession<T> {
     await this.#finishResponse();
   }
 
-  /** After a complete response: half-close, wait briefly for the client's EOF, close. */
+  /** After a response that ends the connection: half-close, wait briefly for the client's EOF, close. */
   async #finishResponse(): Promise<void> {
     this.#finishing = true;
+    this.#watching = false;
     try {
       await this.#conn.closeWrite();
-      if (this.#peerGone === null) {
-        await this.#drainBriefly();
-      } else {
-        // The watcher is already reading until the client's EOF.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const linger = new Promise((resolve) => (timer = setTimeout(resolve, RESPONSE_LINGER_MS)));
-        await Promise.race([this.#peerGone, linger]);
-        clearTimeout(timer);
-      }
+      await this.#drainBriefly();
     } catch {
       // The peer left; nothing to tell it.
     }
@@ -263,13 +467,13 @@ export class HttpSession<T> {
    * reads it (a 431 or 503 must arrive to be useful).
    */
   async #drainBriefly(): Promise<void> {
-    const reader = this.#reader;
+    const reader = this.reader;
     const timer = setTimeout(() => this.abort(), RESPONSE_LINGER_MS);
     try {
       let discarded = 0;
       while (!this.#done && discarded < RESPONSE_LINGER_BYTES) {
         reader.filled = 0;
-        const n = await reader.fill();
+        const n = await this.fill();
         if (n === 0) break;
         discarded += n;
       }
@@ -293,14 +497,18 @@ export class HttpSession<T> {
     return `${scheme}://${authority}${address.path}`;
   }
 
-  #request(head: RequestHead, body?: Uint8Array<ArrayBuffer>): Request | null {
+  #request(head: RequestHead, body?: ReadableStream<Uint8Array>): Request | null {
     try {
       const scheme = this.#host.scheme === "wss" ? "https" : "http";
-      return new Request(this.#url(scheme), {
+      const init: RequestInit & { duplex?: "half" } = {
         method: head.method,
         headers: head.headers,
-        body: body && body.length > 0 ? body : undefined,
-      });
+      };
+      if (body !== undefined) {
+        init.body = body;
+        init.duplex = "half";
+      }
+      return new Request(this.#url(scheme), init);
     } catch {
       return null;
     }
@@ -312,6 +520,7 @@ export class HttpSession<T> {
     text: string,
   ): Promise<Connection<T> | null> {
     const host = this.#host;
+    this.#phase = HEAD;
     if (!host.canAccept()) {
       await this.#reject({ status: 503, message: "too many connections" });
       return null;
@@ -330,7 +539,8 @@ export class HttpSession<T> {
         server: host.owner,
       });
       if (result instanceof Response) {
-        await this.#respond(result, head);
+        // A refused upgrade closes: the client asked for another protocol.
+        await this.#afterResponse(await this.#respond(result, head, false));
         return null;
       }
       accepted = result ?? {};
@@ -364,10 +574,10 @@ export class HttpSession<T> {
       }
       if (this.#done) return null;
       this.#done = true;
-      this.#reader.settle();
+      this.reader.settle();
       const connection = new Connection<T>(host, {
         conn: this.#conn,
-        reader: this.#reader,
+        reader: this.reader,
         url: this.#url(host.scheme),
         protocol,
         // Parsed again on first use: the closure keeps only the head's
@@ -404,8 +614,10 @@ export class HttpSession<T> {
     return supported.find((p) => upgrade.protocols.includes(p)) ?? "";
   }
 
-  async #serveHttp(head: RequestHead): Promise<void> {
-    const fetch = this.#host.handlers.fetch;
+  /** Answers one plain request; true when the connection persists for the next. */
+  async #serveHttp(head: RequestHead): Promise<boolean> {
+    const host = this.#host;
+    const fetch = host.handlers.fetch;
     if (fetch === undefined) {
       await this.#reject(
         head.method === "GET" || head.method === "HEAD"
@@ -416,111 +628,210 @@ export class HttpSession<T> {
           }
           : { status: 405, message: "method not allowed", headers: [["allow", "GET"]] },
       );
-      return;
+      return false;
     }
-    const body = await this.#readBody(head);
-    if (body === null) return;
-    const request = this.#request(head, body);
+    // Request smuggling defences: any doubt about where the body ends is
+    // refused, and the connection closes (RFC 9112 §6.3).
+    const framing = requestBodyFraming(
+      headerValues(head, "content-length"),
+      headerValues(head, "transfer-encoding"),
+    );
+    if (framing.kind === "error") {
+      await this.#reject(framing);
+      return false;
+    }
+    if (framing.kind === "chunked" && !isHttp11(head)) {
+      // An HTTP/1.0 message with Transfer-Encoding has faulty framing (§6.1).
+      await this.#reject({ status: 400, message: "Transfer-Encoding needs HTTP/1.1" });
+      return false;
+    }
+    const expectation = requestExpectation(head);
+    if (expectation === "unsupported") {
+      await this.#reject({ status: 417, message: "only 100-continue can be expected" });
+      return false;
+    }
+    const limit = host.options.maxBodyBytes;
+    const body = this.#body = framing.kind === "none"
+      ? null
+      : new RequestBody(this, framing, limit);
+    this.#continueOwed = expectation === "continue" && body !== null;
+    this.#interim = null;
+    this.#clientKeepsAlive = requestKeepsAlive(head);
+    // A Request cannot carry a GET or HEAD body: such a body is drained.
+    const exposed = body !== null && head.method !== "GET" && head.method !== "HEAD";
+    const request = this.#request(head, exposed ? body.stream() : undefined);
     if (request === null) {
       await this.#reject({ status: 400, message: "invalid request target or headers" });
-      return;
+      return false;
     }
-    // The client has sent everything: from here on, time is the application's.
-    this.deadline = Infinity;
-    this.#watchPeer();
-    let response: Response;
+    // With no body to read, what arrives now is the next request, or the
+    // client leaving; a body starts the watch when it ends.
+    if (body === null) this.#watchPeer();
+    const info = new FetchInfo(this.#conn.remoteAddr as Deno.NetAddr, host.owner, body, limit);
     try {
-      response = await fetch.call(this.#host.handlers, request, {
-        remoteAddr: this.#conn.remoteAddr as Deno.NetAddr,
-        server: this.#host.owner,
-      });
-    } catch (error) {
-      this.#host.reportError(error);
-      await this.#reject({ status: 500, message: "internal server error" });
-      return;
-    }
-    await this.#respond(response, head);
-  }
-
-  /** Reads a Content-Length body; answers 411/413/501 itself and returns null on those. */
-  async #readBody(head: RequestHead): Promise<Uint8Array<ArrayBuffer> | null> {
-    if (headerValues(head, "transfer-encoding").length > 0) {
-      await this.#reject({ status: 501, message: "chunked request bodies are not supported" });
-      return null;
-    }
-    const lengths = headerValues(head, "content-length");
-    if (lengths.length === 0) return new Uint8Array(0);
-    const length = Number(lengths[0]);
-    if (lengths.length > 1 || !/^\d+$/.test(lengths[0]) || !Number.isSafeInteger(length)) {
-      await this.#reject({ status: 400, message: "invalid Content-Length" });
-      return null;
-    }
-    if (length > this.#host.options.maxBodyBytes) {
-      await this.#reject({ status: 413, message: "request body too large" });
-      return null;
-    }
-    // Memory follows the bytes that arrive, never the length the header
-    // claims: many peers announcing large bodies and sending none cost little.
-    const reader = this.#reader;
-    const chunks: Uint8Array[] = [];
-    let got = 0;
-    while (got < length) {
-      if (reader.filled === 0 && await reader.fill().catch(() => 0) === 0) {
-        this.abort();
-        return null;
+      let response: Response;
+      try {
+        response = await fetch.call(host.handlers, request, info);
+      } catch (error) {
+        if (body?.failure) return await this.#bodyFailed();
+        host.reportError(error);
+        await this.#reject({ status: 500, message: "internal server error" });
+        return false;
       }
-      const take = Math.min(reader.filled, length - got);
-      chunks.push(reader.buffer.slice(0, take));
-      reader.consume(take);
-      got += take;
+      if (body?.failure) {
+        if (response instanceof Response) response.body?.cancel().catch(() => {});
+        return await this.#bodyFailed();
+      }
+      const outcome = await this.#respond(response, head, true);
+      return await this.#afterResponse(outcome);
+    } finally {
+      info.settle();
     }
-    return concatBytes(chunks, length);
   }
 
-  async #respond(response: Response, head: RequestHead): Promise<void> {
+  /**
+   * The request body failed (malformed, too large, too slow, or the client
+   * left): the client gets that status, whatever the handler made of it,
+   * and the connection closes.
+   */
+  async #bodyFailed(): Promise<false> {
+    const failure = this.#body!.failure!;
+    if (failure.status === 0) this.abort();
+    else await this.#reject({ status: failure.status, message: failure.message });
+    return false;
+  }
+
+  /** After a response: whether the connection goes on to the next request. */
+  async #afterResponse(outcome: WriteOutcome): Promise<boolean> {
+    const body = this.#body;
+    this.#body = null;
+    if (outcome === "cut" || this.#done) {
+      this.abort();
+      return false;
+    }
+    body?.detach();
+    if (outcome === "close") {
+      await this.#finishResponse();
+      return false;
+    }
+    // The request's unread body, if any, is not the next request.
+    if (body !== null && !await body.drain(DRAIN_BODY_BYTES)) {
+      await this.#finishResponse();
+      return false;
+    }
+    this.#watching = false;
+    if (this.#done || this.#stopping || this.#host.stopping) {
+      await this.#finishResponse();
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Whether the connection may persist after the response now being
+   * written (asked when its head is encoded): the client allows it, the
+   * server is not stopping, the request limit is not reached, and the
+   * request's body is read or can be drained.
+   */
+  #persists(): boolean {
+    const options = this.#host.options;
+    if (
+      !this.#clientKeepsAlive || this.#stopping || this.#host.stopping ||
+      options.keepAliveTimeout === 0 || this.#requests >= options.maxRequestsPerConnection
+    ) {
+      return false;
+    }
+    const body = this.#body;
+    if (body === null || body.done) return true;
+    if (body.failure !== null) return false;
+    // The client may be waiting for a 100 Continue it will not get, or may
+    // send the body anyway: where the next request starts is unclear.
+    if (this.#continueOwed && !body.touched) return false;
+    return body.left <= DRAIN_BODY_BYTES;
+  }
+
+  /** Before the body's first read from the socket: a `100 Continue` when owed. */
+  beforeRead(): Promise<void> {
+    if (!this.#continueOwed || this.#done || this.#response?.started) {
+      return Promise.resolve();
+    }
+    this.#continueOwed = false;
+    this.#interim = writeAll(this.#conn, CONTINUE).catch(() => this.abort());
+    return this.#interim;
+  }
+
+  /** A body read waits on the client (its deadline runs) or has its bytes. */
+  waiting(waiting: boolean): void {
+    this.#bodyDeadline = waiting && !this.#done
+      ? Date.now() + this.#host.options.handshakeTimeout
+      : Infinity;
+  }
+
+  /** The request's body has been read to its end. */
+  ended(): void {
+    if (this.#phase === ANSWERING && !this.#finishing) this.#watchPeer();
+  }
+
+  /**
+   * Writes the application's response. `persist`: whether the connection
+   * may stay open after it (also subject to {@linkcode #persists}).
+   */
+  async #respond(response: Response, head: RequestHead, persist: boolean): Promise<WriteOutcome> {
     if (this.#done) {
       response.body?.cancel().catch(() => {});
-      return;
+      return "cut";
     }
     if (response.bodyUsed || response.body?.locked) {
       // Thrown to run(), which answers 500 and reports it.
       throw new TypeError("the handler returned a Response whose body was already used");
     }
-    this.deadline = Infinity;
-    this.#watchPeer();
+    this.#headDeadline = Infinity;
     this.#host.httpResponded(response.status);
     // A write that makes no progress for idleTimeout (a client that stopped
     // reading) drops the client; waiting for the body to be produced does not.
     const stall = this.#host.options.idleTimeout;
-    const writer = this.#response = new ResponseWriter(this.#conn, (writing) => {
-      this.deadline = writing && stall > 0 ? Date.now() + stall : Infinity;
-    });
-    const complete = await writer.write(response, head);
+    const writer = this.#response = new ResponseWriter(
+      this.#conn,
+      (writing) => {
+        this.#writeDeadline = writing && stall > 0 ? Date.now() + stall : Infinity;
+      },
+      persist ? () => this.#persists() : () => false,
+      // A 100 Continue may start while the response is being prepared
+      // (a handler that streams its request body back): it goes out first.
+      () => this.#interim ?? undefined,
+    );
+    const outcome = await writer.write(response, head);
     this.#response = null;
-    if (!complete || this.#done) return this.abort();
-    await this.#finishResponse();
+    return outcome;
   }
 
   /**
-   * Once a plain HTTP request is complete nothing more is read from the
-   * client, but a read stays pending, so a client that leaves is noticed
-   * while the handler or a streamed response is still running (an idle
+   * While a request is answered and nothing more of it is to be read, a
+   * read stays pending, so a client that leaves is noticed while the
+   * handler or a streamed response is still running (an idle
    * server-sent-events stream would otherwise outlive its client until its
-   * next write). Bytes that still arrive are discarded: every response ends
-   * with Connection: close.
+   * next write). What arrives is kept: it is the next request (pipelining).
+   * The watch stops once a whole head is waiting (or the buffer holds
+   * maxHeaderBytes), so no read is pending when that request is answered
+   * or upgraded.
    */
   #watchPeer(): void {
-    if (this.#peerGone !== null) return;
-    this.#peerGone = this.#discardUntilEnd().then(() => {
-      if (!this.#finishing) this.abort();
-    });
+    if (this.#watching) return;
+    this.#watching = true;
+    this.#watch();
   }
 
-  async #discardUntilEnd(): Promise<void> {
-    const reader = this.#reader;
-    while (!this.#done) {
-      reader.filled = 0;
-      if (await reader.fill().catch(() => 0) === 0) return;
+  async #watch(): Promise<void> {
+    const reader = this.reader;
+    const limit = this.#host.options.maxHeaderBytes;
+    while (this.#watching && !this.#done) {
+      if (reader.filled >= limit || findHeadEnd(reader.buffer, 0, reader.filled) >= 0) break;
+      const n = await this.fill();
+      if (n === 0) {
+        if (this.#watching && !this.#finishing) this.abort();
+        break;
+      }
     }
+    this.#watching = false;
   }
 }

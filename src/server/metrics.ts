@@ -26,6 +26,12 @@ export interface ServerMetrics {
   connections: number;
   /** WebSocket connections opened since the start. */
   connectionsOpened: number;
+  /**
+   * TCP connections accepted since the start, of every kind: each WebSocket
+   * and each plain HTTP connection, however many requests it carried
+   * (keep-alive), counts once.
+   */
+  connectionsAccepted: number;
   /** Data messages received (text and binary, after reassembly). */
   messagesReceived: number;
   /** Data messages accepted for sending (each recipient of a publish counts). */
@@ -105,6 +111,12 @@ export function formatPrometheus(metrics: ServerMetrics): string {
       "WebSocket connections opened.",
       "counter",
       metrics.connectionsOpened,
+    ),
+    single(
+      "tsunagu_tcp_connections_accepted_total",
+      "TCP connections accepted (WebSocket and plain HTTP; keep-alive counts once).",
+      "counter",
+      metrics.connectionsAccepted,
     ),
     single(
       "tsunagu_messages_received_total",

@@ -67,8 +67,26 @@ export interface ServeOptions extends ConnectionOptions {
   maxPendingMessageBytes?: number;
   /** Largest request head in bytes; a longer one gets 431. Default 16 KiB. */
   maxHeaderBytes?: number;
-  /** Largest plain-HTTP request body passed to `fetch`; a longer one gets 413. Default 1 MiB. */
+  /**
+   * Largest plain-HTTP request body a `fetch` handler may read, by default:
+   * reading past it fails the body and the client gets 413. A handler that
+   * consumes the body as a stream may raise it for one request
+   * ({@linkcode RequestInfo.maxBodyBytes}). Default 1 MiB.
+   */
   maxBodyBytes?: number;
+  /**
+   * Milliseconds a persistent (keep-alive) HTTP connection may wait idle
+   * for its next request before the server closes it. Once a request's
+   * first byte arrives, its head has `handshakeTimeout`. 0 turns keep-alive
+   * off: every response closes its connection. Default 5 000.
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Plain HTTP requests served on one connection; the last response says
+   * `Connection: close`. An upgrade may still follow below the limit.
+   * `Infinity` for no limit. Default 1000.
+   */
+  maxRequestsPerConnection?: number;
   /**
    * Open WebSocket connections allowed; upgrades beyond it get 503. Default:
    * the process's open-file limit less a reserve for handshakes in progress,
@@ -77,7 +95,12 @@ export interface ServeOptions extends ConnectionOptions {
    * value in force is {@linkcode Server.maxConnections}.
    */
   maxConnections?: number;
-  /** Milliseconds a client has to complete its request head. Default 10 000. */
+  /**
+   * Milliseconds a client has to complete each request head, counted from
+   * the connection's start for the first request and from the first byte of
+   * each later one; also the longest a plain request's body may make no
+   * progress while the handler reads it (408). Default 10 000.
+   */
   handshakeTimeout?: number;
   /** Subprotocols the server speaks, in its order of preference. */
   protocols?: string[];
@@ -169,12 +192,16 @@ export interface UpgradeAccept<T> {
 }
 
 /**
- * Details of a plain HTTP request, beside the `Request` itself.
+ * Details of a plain HTTP request, beside the `Request` itself: what
+ * `Deno.serve` passes its handlers (`remoteAddr`, `completed`), so a
+ * handler written for it (`app.fetch` of Hono and the like) runs unchanged,
+ * plus the server and the request's body limit.
  *
  * @example
  * ```ts
  * import { type RequestInfo, serve } from "@tsunagu/ws";
- * function fetchHandler(_request: Request, info: RequestInfo): Response {
+ * function fetchHandler(request: Request, info: RequestInfo): Response {
+ *   info.completed.then(() => console.log("sent", new URL(request.url).pathname));
  *   const open = info.server.connectionCount;
  *   return new Response(`hello ${info.remoteAddr.hostname}, ${open} sockets open`);
  * }
@@ -193,6 +220,36 @@ export interface RequestInfo {
    * what `upgrade` returns.
    */
   server: Server<unknown>;
+  /**
+   * Settles once the response has been sent, or abandoned (the client left,
+   * the server stopped, the body failed). Never rejects, as in `Deno.serve`.
+   */
+  readonly completed: Promise<void>;
+  /**
+   * The most body bytes this request may deliver to the handler; starts at
+   * the server's `maxBodyBytes`. A handler that consumes `request.body` as a
+   * stream (an upload written to disk as it arrives) raises it before
+   * reading to accept a larger body on this request only; reading past it
+   * fails the body and the client gets 413.
+   *
+   * @example
+   * ```ts
+   * import { serve } from "@tsunagu/ws";
+   * const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+   *   async fetch(request, info) {
+   *     info.maxBodyBytes = 64 * 1024 * 1024; // this upload route streams: up to 64 MiB
+   *     let size = 0;
+   *     for await (const piece of request.body ?? []) size += piece.length;
+   *     return new Response(`${size} bytes`);
+   *   },
+   * });
+   * const body = new Uint8Array(3 * 1024 * 1024); // over the default 1 MiB
+   * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`, { method: "POST", body });
+   * console.log(await response.text()); // 3145728 bytes
+   * await server.shutdown();
+   * ```
+   */
+  maxBodyBytes: number;
 }
 
 /**
@@ -291,6 +348,8 @@ export const DEFAULTS = {
   hostname: "0.0.0.0",
   maxHeaderBytes: 16 * 1024,
   maxBodyBytes: 1024 * 1024,
+  keepAliveTimeout: 5_000,
+  maxRequestsPerConnection: 1000,
   handshakeTimeout: 10_000,
   readBufferSize: 1024,
   readMode: "read",
@@ -321,11 +380,13 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
       "maxConnections",
       "maxBufferedAmount",
       "readBufferSize",
+      "maxRequestsPerConnection",
     ] as const
   ) checkNonNegative(name, resolved[name]);
   for (
     const name of [
       "handshakeTimeout",
+      "keepAliveTimeout",
       "idleTimeout",
       "pingInterval",
       "pongTimeout",
@@ -337,6 +398,9 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
   }
   if (resolved.maxHeaderBytes < 64) throw new RangeError("maxHeaderBytes must be at least 64");
   if (resolved.readBufferSize < 64) throw new RangeError("readBufferSize must be at least 64");
+  if (resolved.maxRequestsPerConnection < 1) {
+    throw new RangeError("maxRequestsPerConnection must be at least 1");
+  }
   if (resolved.readMode !== "read" && resolved.readMode !== "stream") {
     throw new RangeError(`readMode must be "read" or "stream", got ${resolved.readMode}`);
   }

@@ -9,7 +9,7 @@
  */
 
 import { concatBytes } from "../protocol/bytes.ts";
-import { encodeResponseHead } from "../protocol/handshake.ts";
+import { type ConnectionField, encodeResponseHead } from "../protocol/handshake.ts";
 
 // A body that is complete within this many bytes, and whose pieces are all
 // ready at once, is sent with a Content-Length in one write (the usual case:
@@ -50,6 +50,21 @@ export interface AnsweredRequest {
   version: [number, number];
 }
 
+/**
+ * How a response ended: `"keep"` (sent whole, and its head told the client
+ * the connection stays open for another request), `"close"` (sent whole;
+ * its head said `Connection: close`, or its end was marked by closing), or
+ * `"cut"` (cut short: the client left, the body failed or broke its
+ * declared length, or abort; the connection must be dropped).
+ */
+export type WriteOutcome = "keep" | "close" | "cut";
+
+/** Whether the application's own `Connection` field asks to close. */
+function appSaysClose(headers: Headers): boolean {
+  const value = headers.get("connection");
+  return value !== null && value.split(",").some((token) => token.trim().toLowerCase() === "close");
+}
+
 type Read = ReadableStreamReadResult<Uint8Array>;
 const LATE = Symbol("late");
 
@@ -81,10 +96,34 @@ export class ResponseWriter {
   #watch: WriteWatcher;
   #body: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #aborted = false;
+  /** Whether the head said the connection persists. */
+  #keep = false;
+  /** Whether the head has been handed to the socket. */
+  #started = false;
+  #persist: () => boolean;
+  #prelude: (() => Promise<void> | undefined) | null;
 
-  constructor(conn: Deno.Conn, watch: WriteWatcher = () => {}) {
+  /**
+   * `persist` is asked, when the head is written, whether the connection
+   * may stay open after this response (the client asked for it and the
+   * server has no reason to close); `prelude`, if given, is awaited before
+   * the first byte is written (a `100 Continue` still being sent).
+   */
+  constructor(
+    conn: Deno.Conn,
+    watch: WriteWatcher = () => {},
+    persist: () => boolean = () => false,
+    prelude: (() => Promise<void> | undefined) | null = null,
+  ) {
     this.#conn = conn;
     this.#watch = watch;
+    this.#persist = persist;
+    this.#prelude = prelude;
+  }
+
+  /** Whether any of the response has been (or is being) written. */
+  get started(): boolean {
+    return this.#started;
   }
 
   /** Stops writing and cancels the body stream. */
@@ -94,18 +133,25 @@ export class ResponseWriter {
   }
 
   /**
-   * Writes `response` as the answer to `request`. Resolves true when the
-   * whole response was written, false when it was cut short (the client
-   * left, the body failed or broke its declared length, or abort): the
-   * connection must then be closed without lingering.
+   * Writes `response` as the answer to `request`; see
+   * {@linkcode WriteOutcome} for what the result means.
    *
    * How the body is delimited: a body that is complete at once (within 1
    * MiB) gets its exact Content-Length; otherwise a Content-Length the
    * application set is kept and enforced, else HTTP/1.1 clients get chunked
-   * encoding and HTTP/1.0 clients a body ended by closing the connection.
-   * No body is sent for HEAD, 1xx, 204 and 304.
+   * encoding and HTTP/1.0 clients a body ended by closing the connection
+   * (the one case where the server must close). No body is sent for HEAD,
+   * 1xx, 204 and 304. The head says `Connection: close` unless the
+   * connection persists (then nothing for HTTP/1.1, `Connection:
+   * keep-alive` for HTTP/1.0); an application's own `Connection: close`
+   * is honoured.
    */
-  async write(response: Response, request: AnsweredRequest): Promise<boolean> {
+  async write(response: Response, request: AnsweredRequest): Promise<WriteOutcome> {
+    const complete = await this.#write(response, request);
+    return !complete ? "cut" : this.#keep ? "keep" : "close";
+  }
+
+  async #write(response: Response, request: AnsweredRequest): Promise<boolean> {
     const status = response.status;
     const bodiless = status === 204 || status === 304 || status < 200;
     const noBody = request.method === "HEAD" || bodiless;
@@ -113,7 +159,7 @@ export class ResponseWriter {
     if (response.body === null) {
       // HEAD may announce the length GET would send (RFC 9110 §9.3.2).
       const length = bodiless ? null : request.method === "HEAD" ? declared : 0;
-      return await this.#send(encodeResponseHead(status, response.headers, length));
+      return await this.#send(this.#head(status, response.headers, length, request, true));
     }
     const body = this.#body = response.body.getReader();
     try {
@@ -129,7 +175,13 @@ export class ResponseWriter {
           break;
         }
         if (result.done) {
-          const head = encodeResponseHead(status, response.headers, bodiless ? null : total);
+          const head = this.#head(
+            status,
+            response.headers,
+            bodiless ? null : total,
+            request,
+            true,
+          );
           return await this.#send(
             noBody ? head : concatBytes([head, ...pieces], head.length + total),
           );
@@ -142,7 +194,7 @@ export class ResponseWriter {
         // Not awaited: the producer's cancel callback must not hold up, or
         // by throwing lose, the response.
         body.cancel().catch(() => {});
-        return await this.#send(encodeResponseHead(status, response.headers, declared));
+        return await this.#send(this.#head(status, response.headers, declared, request, true));
       }
       return await this.#stream(status, response.headers, request, pieces, pending, declared);
     } catch {
@@ -152,6 +204,25 @@ export class ResponseWriter {
     } finally {
       this.#body = null;
     }
+  }
+
+  /**
+   * The head, with the Connection field decided now: the connection
+   * persists only when the body's end is marked (`delimited`), the
+   * application did not ask to close, and the session agrees.
+   */
+  #head(
+    status: number,
+    headers: Headers,
+    framing: number | "chunked" | null,
+    request: AnsweredRequest,
+    delimited: boolean,
+  ): Uint8Array {
+    this.#started = true;
+    this.#keep = delimited && !appSaysClose(headers) && this.#persist();
+    let connection: ConnectionField = "close";
+    if (this.#keep) connection = request.version[1] === 0 ? "keep-alive" : null;
+    return encodeResponseHead(status, headers, framing, connection);
   }
 
   async #stream(
@@ -164,7 +235,7 @@ export class ResponseWriter {
   ): Promise<boolean> {
     const chunked = declared === null && request.version[0] === 1 && request.version[1] >= 1;
     const framing = declared ?? (chunked ? "chunked" : null);
-    await this.#writeAll(encodeResponseHead(status, headers, framing));
+    await this.#writeAll(this.#head(status, headers, framing, request, framing !== null));
     let left = declared ?? Infinity;
     const body = this.#body!;
     for (let i = 0;; i++) {
@@ -204,6 +275,11 @@ export class ResponseWriter {
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
     let offset = 0;
+    if (this.#prelude !== null) {
+      const interim = this.#prelude();
+      this.#prelude = null;
+      if (interim !== undefined) await interim;
+    }
     try {
       while (offset < bytes.length) {
         if (this.#aborted) throw new Error("response aborted");

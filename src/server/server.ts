@@ -58,6 +58,7 @@ async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> 
 function housekeepingInterval(options: ResolvedOptions): number {
   const periods = [
     options.handshakeTimeout,
+    options.keepAliveTimeout,
     options.idleTimeout,
     options.pingInterval,
     options.pongTimeout,
@@ -282,9 +283,11 @@ export class Server<T = undefined> {
   }
 
   /**
-   * Shuts down gracefully: stops accepting, drops handshakes in progress,
-   * sends a close frame (1001 by default) to every client after what was
-   * already queued for it, waits up to `timeout` for the closing handshakes,
+   * Shuts down gracefully: stops accepting, drops handshakes in progress
+   * and idle keep-alive connections, lets plain HTTP responses being sent
+   * finish (each says `Connection: close`), sends a close frame (1001 by
+   * default) to every WebSocket client after what was already queued for
+   * it, waits up to `timeout` for those responses and closing handshakes,
    * then drops whoever is left. Resolves (like `finished`) when all is closed.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
@@ -331,6 +334,7 @@ class ServerCore<T> implements SessionHost<T> {
     bytesSent: 0,
   };
   #connectionsOpened = 0;
+  #connectionsAccepted = 0;
   #closes: Record<number, number> = {};
   #httpResponses: Record<number, number> = {};
   #acceptErrors: Record<AcceptErrorKind, number> = { connection: 0, resources: 0, other: 0 };
@@ -410,14 +414,25 @@ class ServerCore<T> implements SessionHost<T> {
     } catch {
       // Already closed.
     }
+    // Handshakes in progress and idle keep-alive connections are closed at
+    // once; a plain request being answered finishes its response (which says
+    // Connection: close) within the timeout, as WebSocket clients get it for
+    // their closing handshake.
+    const answering: Promise<void>[] = [];
+    for (const session of this.#sessions) {
+      const stopped = session.stop();
+      if (stopped === true) this.#sessions.delete(session);
+      else answering.push(stopped);
+    }
+    const waits: Promise<unknown>[] = answering;
+    if (this.connections.size > 0) {
+      waits.push(new Promise<void>((resolve) => this.#allClosed = resolve));
+      for (const connection of this.connections) connection.shutdown(code, reason);
+    }
+    if (waits.length > 0) await waitAtMost(Promise.all(waits), timeout);
     for (const session of this.#sessions) session.abort();
     this.#sessions.clear();
-    if (this.connections.size > 0) {
-      const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
-      for (const connection of this.connections) connection.shutdown(code, reason);
-      await waitAtMost(allClosed, timeout);
-      for (const connection of [...this.connections]) connection.terminate();
-    }
+    for (const connection of [...this.connections]) connection.terminate();
     clearInterval(this.#timer);
     await this.#closeBroker();
     // Only when the pending accept has settled is the listening socket
@@ -453,6 +468,7 @@ class ServerCore<T> implements SessionHost<T> {
         continue;
       }
       pause = 0;
+      this.#connectionsAccepted++;
       this.#liveTasks++;
       this.#handle(conn).then(this.#taskEnded, this.#taskFailed);
     }
@@ -484,12 +500,13 @@ class ServerCore<T> implements SessionHost<T> {
   #housekeeping(): void {
     const now = this.now = Date.now();
     for (const session of this.#sessions) {
-      if (now >= session.deadline) {
-        session.abort();
-        this.#sessions.delete(session);
-      }
+      if (now >= session.deadline) session.expire(now);
     }
     for (const connection of this.connections) connection.tick(now);
+  }
+
+  get stopping(): boolean {
+    return this.#stopping !== null;
   }
 
   canAccept(): boolean {
@@ -535,6 +552,7 @@ class ServerCore<T> implements SessionHost<T> {
     return {
       connections: this.sockets.size,
       connectionsOpened: this.#connectionsOpened,
+      connectionsAccepted: this.#connectionsAccepted,
       ...traffic,
       closes: { ...this.#closes },
       httpResponses: { ...this.#httpResponses },

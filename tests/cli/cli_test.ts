@@ -401,11 +401,11 @@ async function withCli(
   }
 }
 
-/** Sends one raw HTTP request and reads the whole response. */
+/** Sends one raw HTTP request and reads its response (the connection may persist). */
 async function rawRequest(port: number, head: string): Promise<HttpResponse> {
   using client = await RawClient.connect(port);
   await client.write(head);
-  return await client.readHttpResponse();
+  return await client.readResponse({ method: head.slice(0, head.indexOf(" ")) });
 }
 
 function get(port: number, target: string, method = "GET"): Promise<HttpResponse> {
@@ -730,7 +730,7 @@ Deno.test("cli serve: --static serves files safely", async () => {
 
       // HEAD: the GET headers and length, no body.
       using head = await RawClient.connect(port);
-      await head.write("HEAD /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await head.write("HEAD /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
       const headResponse = await head.readResponseHead();
       assert.equal(headResponse.status, 200);
       assert.equal(headResponse.headers.get("content-length"), "15");

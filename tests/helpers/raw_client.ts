@@ -290,6 +290,69 @@ export class RawClient {
   }
 
   /**
+   * Reads exactly one HTTP response, delimited as RFC 9112 §6.3 says (no
+   * body for HEAD, 1xx, 204 and 304; else `Content-Length`, `chunked`, or
+   * until the server closes), and leaves what follows it unconsumed: for a
+   * persistent connection, where the next response comes on the same bytes.
+   */
+  async readResponse(
+    options: { method?: string; timeoutMs?: number } = {},
+  ): Promise<HttpResponse> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const head = await this.readResponseHead(timeoutMs);
+    const what = "an HTTP response body";
+    let body: Uint8Array;
+    const length = head.headers.get("content-length");
+    const noBody = options.method === "HEAD" || head.status < 200 || head.status === 204 ||
+      head.status === 304;
+    if (noBody) {
+      body = new Uint8Array(0);
+    } else if (head.headers.get("transfer-encoding")?.toLowerCase() === "chunked") {
+      const parts: Uint8Array[] = [];
+      while (true) {
+        const line = await this.readUntil("\r\n", Math.max(deadline - Date.now(), 1));
+        const size = parseInt(line, 16);
+        assert.ok(Number.isInteger(size), `bad chunk size line ${JSON.stringify(line)}`);
+        if (size === 0) {
+          await this.readUntil("\r\n", Math.max(deadline - Date.now(), 1));
+          break;
+        }
+        if (!await this.#need(size + 2, deadline, what)) throw new Error("ended inside a chunk");
+        parts.push(this.#take(size));
+        const crlf = latin1.decode(this.#take(2));
+        assert.equal(crlf, "\r\n", "chunk data must end in CRLF");
+      }
+      body = concat(...parts);
+    } else if (length !== null) {
+      if (!await this.#need(Number(length), deadline, what)) {
+        throw new Error(`connection ended (${this.#ended}) inside a ${length}-byte body`);
+      }
+      body = this.#take(Number(length));
+    } else {
+      while (await this.#fill(deadline, "the end of a close-delimited body")) {
+        // Read until the server closes.
+      }
+      body = this.#take(this.#buffer.length);
+    }
+    const text = new TextDecoder().decode(body);
+    return { ...head, leftover: this.#buffer.slice(), body, text };
+  }
+
+  /** Reads exactly `count` bytes (as latin-1 text); throws if the stream ends first. */
+  async readExactly(count: number, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    if (!await this.#need(count, deadline, `${count} bytes`)) {
+      throw new Error(
+        `connection ended (${this.#ended}) after ${this.#buffer.length} of ${count} bytes: ${
+          JSON.stringify(latin1.decode(this.#buffer))
+        }`,
+      );
+    }
+    return latin1.decode(this.#take(count));
+  }
+
+  /**
    * Sends an upgrade request and reads the response, asserting a correct
    * `101 Switching Protocols` (status, `Upgrade`, `Connection` and the
    * `Sec-WebSocket-Accept` for the key sent).

@@ -122,6 +122,8 @@ Deno.test("body framing: lengths, chunked, and every ambiguous combination", () 
   assert.equal(status([], ["gzip"]), 400);
   assert.equal(status([], ["gzip, chunked"]), 501); // a coding we do not implement
   assert.equal(status([], ["gzip", "chunked"]), 501);
-  assert.equal(status([], ["chunked", "chunked"]), 501); // chunked twice
+  assert.equal(status([], ["chunked", "chunked"]), 400); // chunked twice: malformed
+  assert.equal(status([], ["chunked, chunked"]), 400);
+  assert.equal(status([], ["gzip, chunked, chunked"]), 400);
   assert.equal(status([], [" "]), 400);
 });

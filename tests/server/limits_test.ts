@@ -256,7 +256,7 @@ Deno.test("plain HTTP: memory follows the body bytes received, not Content-Lengt
     // A body that does arrive in full is still served.
     using full = await RawClient.connect(h.port);
     await full.write("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello");
-    assert.equal((await full.readHttpResponse()).text, "ok");
+    assert.equal((await full.readResponse()).text, "ok");
   } finally {
     for (const raw of clients) raw.close();
     await h.server.shutdown();
