@@ -747,7 +747,9 @@ export class HttpSession<T> implements BodyHost {
     // The client may be waiting for a 100 Continue it will not get, or may
     // send the body anyway: where the next request starts is unclear.
     if (this.#continueOwed && !body.touched) return false;
-    return body.left <= DRAIN_BODY_BYTES;
+    // A chunked body's size is unknown: draining is tried, and the
+    // connection closes if more than the budget is left.
+    return body.left === Infinity || body.left <= DRAIN_BODY_BYTES;
   }
 
   /** Before the body's first read from the socket: a `100 Continue` when owed. */

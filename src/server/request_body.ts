@@ -242,7 +242,8 @@ export class RequestBody {
   async drain(budget: number): Promise<boolean> {
     this.#detached = true;
     if (this.#done) return true;
-    if (this.failure !== null || this.#left > budget) return false;
+    // A Content-Length body's rest is known: more than the budget is not tried.
+    if (this.failure !== null || (this.#decoder === null && this.#left > budget)) return false;
     let discarded = 0;
     while (true) {
       discarded += this.#take(null);
