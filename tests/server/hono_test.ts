@@ -8,7 +8,12 @@
  */
 
 import assert from "node:assert/strict";
+// Imported inline and pinned, not listed in deno.json: the library has no
+// dependencies, and a listed one would be fetched by every `deno task`
+// (see tests/offline_test.ts and the npm:ws note in permessage_deflate_test.ts).
+// deno-lint-ignore no-import-prefix
 import { Hono } from "npm:hono@4.13.19";
+// deno-lint-ignore no-import-prefix
 import { streamText } from "npm:hono@4.13.19/streaming";
 import { serve } from "../../mod.ts";
 import { clientFrame } from "../helpers/frames.ts";
