@@ -355,3 +355,25 @@ Deno.test("shutdown: a response that does not finish within the timeout is dropp
     await h.server.shutdown();
   }
 });
+
+Deno.test("keep-alive over TLS: https requests share one connection", async () => {
+  const root = new URL("../../", import.meta.url);
+  const cert = await Deno.readTextFile(new URL("tests/fixtures/tls_cert.pem", root));
+  const key = await Deno.readTextFile(new URL("tests/fixtures/tls_key.pem", root));
+  const h = pathServer({ cert, key });
+  const client = Deno.createHttpClient({ caCerts: [cert] });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const response = await fetch(`https://localhost:${h.port}/tls/${i}`, {
+        client,
+        method: i % 2 === 0 ? "GET" : "POST",
+        body: i % 2 === 0 ? undefined : `n=${i}`,
+      });
+      assert.equal(await response.text(), i % 2 === 0 ? `GET /tls/${i}` : `POST /tls/${i} n=${i}`);
+    }
+    assert.equal(h.server.metrics().connectionsAccepted, 1);
+  } finally {
+    client.close();
+    await h.server.shutdown();
+  }
+});
