@@ -382,3 +382,44 @@ Deno.test("smuggling: an upgrade request with a body is refused; empty lines bef
     await h.server.shutdown();
   }
 });
+
+Deno.test("body: shutdown lets an upload in progress finish; the body cannot be read after its response", async () => {
+  let late: Promise<unknown> | undefined;
+  const h = startServer({}, {
+    async fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/early") {
+        // Answers at once and reads the body afterwards: too late, the
+        // bytes after the response belong to the next request.
+        const body = request.body!;
+        late = (async () => {
+          await delay(50);
+          return await new Response(body).text();
+        })();
+        return new Response("early");
+      }
+      return new Response(`uploaded ${(await request.text()).length}`);
+    },
+  });
+  try {
+    using raw = await RawClient.connect(h.port);
+    await raw.write(`POST /early HTTP/1.1\r\n${HOST}Content-Length: 5\r\n\r\n`);
+    assert.equal((await raw.readResponse()).text, "early");
+    await raw.write("hello");
+    await assert.rejects(late!, /response was sent/);
+
+    using upload = await RawClient.connect(h.port);
+    await upload.write(`POST /upload HTTP/1.1\r\n${HOST}Content-Length: 6\r\n\r\nabc`);
+    await delay(50);
+    const stopped = h.server.shutdown({ timeout: 3_000 });
+    await delay(100);
+    await upload.write("def");
+    const response = await upload.readResponse();
+    assert.equal(response.text, "uploaded 6");
+    assert.equal(response.headers.get("connection"), "close");
+    await upload.expectEnd(true);
+    await stopped;
+  } finally {
+    await h.server.shutdown();
+  }
+});
