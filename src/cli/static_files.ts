@@ -9,10 +9,18 @@
  * Only regular files are read (no devices or FIFOs); a directory is served
  * through its `index.html`, and there are no directory listings.
  *
+ * Files carry a strong `ETag` (size and modification time) and
+ * `Last-Modified`, so `If-None-Match` / `If-Modified-Since` get 304, and
+ * `Accept-Ranges: bytes`: a single `Range` gets 206 with only those bytes,
+ * read from the file at their offset, an unsatisfiable one 416, and
+ * `If-Range` naming an older version the whole file (rules in
+ * `conditional.ts`). Bodies are streamed, never read whole.
+ *
  * @module
  */
 
 import { join, sep } from "node:path";
+import { decide, type FileAnswer, fileValidators, type Validators } from "./conditional.ts";
 
 const TEXT = "charset=utf-8";
 
@@ -111,6 +119,100 @@ function decodeSegments(pathname: string): string[] | Response {
   return segments;
 }
 
+/** The headers of a 200 for a file: type, length, validators, `Accept-Ranges`. */
+function fileHeaders(
+  type: string,
+  size: number,
+  validators: Validators | null,
+): Record<string, string> {
+  return {
+    "content-type": type,
+    "content-length": String(size),
+    "accept-ranges": "bytes",
+    "x-content-type-options": "nosniff",
+    ...validatorHeaders(validators),
+  };
+}
+
+function validatorHeaders(validators: Validators | null): Record<string, string> {
+  return validators === null
+    ? {}
+    : { etag: validators.etag, "last-modified": validators.lastModified };
+}
+
+/** The response for an answer without the file's bytes (304, 412, 416), else null. */
+function answerWithoutBody(
+  answer: FileAnswer,
+  size: number,
+  validators: Validators | null,
+): Response | null {
+  switch (answer.status) {
+    case 304:
+      // The validators, no body and no length (RFC 9110 §15.4.5).
+      return new Response(null, { status: 304, headers: validatorHeaders(validators) });
+    case 412:
+      return plain(412, "precondition failed");
+    case 416:
+      return plain(416, "range not satisfiable", {
+        "content-range": `bytes */${size}`,
+        "accept-ranges": "bytes",
+      });
+    default:
+      return null;
+  }
+}
+
+/** Bytes read from a file at a time; at most one such read is ahead of the response writer. */
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * A stream of the next `length` bytes of `file` from its current position,
+ * read on demand: one read of up to 64 KiB ahead of what the response
+ * writer has taken, so a client that stops reading holds back the reads.
+ * The file is closed when the bytes are all read, on an error, or when the
+ * stream is cancelled (the client left). A file that ends early (truncated
+ * meanwhile) errors the stream, so the response is cut short rather than
+ * padded.
+ */
+function fileStream(file: Deno.FsFile, length: number): ReadableStream<Uint8Array> {
+  let left = length;
+  let open = true;
+  const close = () => {
+    if (open) {
+      open = false;
+      file.close();
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (left === 0) {
+        close();
+        controller.close();
+        return;
+      }
+      const chunk = new Uint8Array(Math.min(left, READ_CHUNK));
+      let read: number | null;
+      try {
+        read = await file.read(chunk);
+      } catch (error) {
+        close();
+        throw error;
+      }
+      if (read === null) {
+        close();
+        throw new Error("the file ended before its length");
+      }
+      left -= read;
+      controller.enqueue(read === chunk.length ? chunk : chunk.subarray(0, read));
+      if (left === 0) {
+        close();
+        controller.close();
+      }
+    },
+    cancel: close,
+  }, { highWaterMark: 1 });
+}
+
 /**
  * Serves the files under one directory. Create it with
  * {@linkcode createStaticHandler}, which checks the directory first.
@@ -165,29 +267,45 @@ export async function createStaticHandler(root: string): Promise<StaticHandler> 
       }
       // Checked before opening: opening a FIFO would wait for a writer.
       if (!info.isFile) return notFound();
-      const headers = (size: number, mtime: Date | null) => ({
-        "content-length": String(size),
-        "content-type": contentType(real),
-        "x-content-type-options": "nosniff",
-        ...(mtime ? { "last-modified": mtime.toUTCString() } : {}),
-      });
-      // HEAD: the length GET would send, without opening the file.
+      const type = contentType(real);
+      // HEAD: the answer GET would give, without opening the file (a Range
+      // is ignored on HEAD: RFC 9110 §14.2 defines ranges for GET only).
       if (request.method === "HEAD") {
-        return new Response(null, { headers: headers(info.size, info.mtime) });
+        const validators = fileValidators(info.size, info.mtime);
+        const answer = decide("HEAD", request.headers, info.size, validators);
+        return answerWithoutBody(answer, info.size, validators) ??
+          new Response(null, { headers: fileHeaders(type, info.size, validators) });
       }
       // Streamed, not read whole: a large file costs a read buffer, not its
-      // size. The length comes from the open file, so it matches what is read
-      // even if the path was replaced meanwhile.
+      // size. The length and validators come from the open file, so they
+      // describe what is read even if the path was replaced meanwhile.
       const file = await Deno.open(real);
-      const opened = await file.stat().catch((error) => {
+      try {
+        const opened = await file.stat();
+        if (!opened.isFile) {
+          file.close();
+          return notFound();
+        }
+        const validators = fileValidators(opened.size, opened.mtime);
+        const answer = decide("GET", request.headers, opened.size, validators);
+        const bodiless = answerWithoutBody(answer, opened.size, validators);
+        if (bodiless !== null) {
+          file.close();
+          return bodiless;
+        }
+        const headers = fileHeaders(type, opened.size, validators);
+        if (answer.status !== 206) {
+          return new Response(fileStream(file, opened.size), { headers });
+        }
+        const { start, end } = answer.range;
+        if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+        headers["content-length"] = String(end - start + 1);
+        headers["content-range"] = `bytes ${start}-${end}/${opened.size}`;
+        return new Response(fileStream(file, end - start + 1), { status: 206, headers });
+      } catch (error) {
         file.close();
         throw error;
-      });
-      if (!opened.isFile) {
-        file.close();
-        return notFound();
       }
-      return new Response(file.readable, { headers: headers(opened.size, opened.mtime) });
     } catch (error) {
       return fromError(error);
     }
