@@ -15,7 +15,7 @@ export type LogFields = Record<string, string | number | boolean | string[] | un
 export interface LoggerOptions {
   /** `text` or `json`. */
   format: LogFormat;
-  /** Leave out per-connection lines ({@linkcode Logger.connection}). */
+  /** Leave out per-connection and per-request lines ({@linkcode Logger.connection}). */
   quiet: boolean;
   /** Writes one line (without newline) for info lines. */
   out: (line: string) => void;
@@ -45,12 +45,17 @@ export class Logger {
     this.#options = options;
   }
 
+  /** Whether per-connection and per-request lines are left out. */
+  get quiet(): boolean {
+    return this.#options.quiet;
+  }
+
   /** A line always shown (start-up, shutdown). `message` is the text form. */
   info(event: string, message: string, fields: LogFields = {}): void {
     this.#options.out(this.#format("info", event, message, fields));
   }
 
-  /** A per-connection line: left out when quiet. */
+  /** A per-connection or per-request line: left out when quiet. */
   connection(event: string, message: string, fields: LogFields = {}): void {
     if (!this.#options.quiet) this.#options.out(this.#format("info", event, message, fields));
   }

@@ -17,6 +17,7 @@ import { defaultMaxConnections, type Handlers, type ServeOptions } from "../serv
 import { serve, type Server } from "../server/server.ts";
 import { serveWorkers } from "../server/workers.ts";
 import { openRedisBroker } from "./redis_option.ts";
+import { logRequests } from "./request_log.ts";
 import type { RedisBroker } from "../server/redis_broker.ts";
 
 /** How long a graceful shutdown waits for clients' closing handshakes, in ms. */
@@ -167,7 +168,8 @@ export function serveHandlers(
         path: socket?.data.path,
       });
     },
-    fetch: httpHandler(config, files, server, broker),
+    // One log line per plain HTTP request, unless -q.
+    fetch: logRequests(httpHandler(config, files, server, broker), logger),
   };
 }
 
