@@ -165,51 +165,57 @@ function answerWithoutBody(
 /** Bytes read from a file at a time; at most one such read is ahead of the response writer. */
 const READ_CHUNK = 64 * 1024;
 
+/** Closes `file`, ignoring a second close. */
+function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch {
+    // Already closed.
+  }
+}
+
 /**
- * A stream of the next `length` bytes of `file` from its current position,
- * read on demand: one read of up to 64 KiB ahead of what the response
- * writer has taken, so a client that stops reading holds back the reads.
- * The file is closed when the bytes are all read, on an error, or when the
- * stream is cancelled (the client left). A file that ends early (truncated
- * meanwhile) errors the stream, so the response is cut short rather than
- * padded.
+ * A stream of the next `length` bytes of `file` from its current position.
+ * The first piece (up to 64 KiB) is read before this resolves, so a small
+ * file's whole body is ready when the server writes the head: one write for
+ * both, with its Content-Length. After that, reads go on demand, one read
+ * ahead of what the response writer has taken, so a client that stops
+ * reading holds back the reads. The file is closed when the bytes are all
+ * read, on an error, or when the stream is cancelled (the client left). A
+ * file that ends early (truncated meanwhile) errors the stream, so the
+ * response is cut short rather than padded.
  */
-function fileStream(file: Deno.FsFile, length: number): ReadableStream<Uint8Array> {
+async function fileBody(file: Deno.FsFile, length: number): Promise<ReadableStream<Uint8Array>> {
   let left = length;
-  let open = true;
-  const close = () => {
-    if (open) {
-      open = false;
-      file.close();
+  const read = async (): Promise<Uint8Array> => {
+    const chunk = new Uint8Array(Math.min(left, READ_CHUNK));
+    let got: number | null;
+    try {
+      got = await file.read(chunk);
+    } catch (error) {
+      closeQuietly(file);
+      throw error;
     }
+    if (got === null) {
+      closeQuietly(file);
+      throw new Error("the file ended before its length");
+    }
+    left -= got;
+    if (left === 0) closeQuietly(file);
+    return got === chunk.length ? chunk : chunk.subarray(0, got);
   };
+  const first = left > 0 ? await read() : null;
+  if (left === 0) closeQuietly(file);
   return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (left === 0) {
-        close();
-        controller.close();
-        return;
-      }
-      const chunk = new Uint8Array(Math.min(left, READ_CHUNK));
-      let read: number | null;
-      try {
-        read = await file.read(chunk);
-      } catch (error) {
-        close();
-        throw error;
-      }
-      if (read === null) {
-        close();
-        throw new Error("the file ended before its length");
-      }
-      left -= read;
-      controller.enqueue(read === chunk.length ? chunk : chunk.subarray(0, read));
-      if (left === 0) {
-        close();
-        controller.close();
-      }
+    start(controller) {
+      if (first !== null) controller.enqueue(first);
+      if (left === 0) controller.close();
     },
-    cancel: close,
+    async pull(controller) {
+      controller.enqueue(await read());
+      if (left === 0) controller.close();
+    },
+    cancel: () => closeQuietly(file),
   }, { highWaterMark: 1 });
 }
 
@@ -283,27 +289,27 @@ export async function createStaticHandler(root: string): Promise<StaticHandler> 
       try {
         const opened = await file.stat();
         if (!opened.isFile) {
-          file.close();
+          closeQuietly(file);
           return notFound();
         }
         const validators = fileValidators(opened.size, opened.mtime);
         const answer = decide("GET", request.headers, opened.size, validators);
         const bodiless = answerWithoutBody(answer, opened.size, validators);
         if (bodiless !== null) {
-          file.close();
+          closeQuietly(file);
           return bodiless;
         }
         const headers = fileHeaders(type, opened.size, validators);
         if (answer.status !== 206) {
-          return new Response(fileStream(file, opened.size), { headers });
+          return new Response(await fileBody(file, opened.size), { headers });
         }
         const { start, end } = answer.range;
         if (start > 0) await file.seek(start, Deno.SeekMode.Start);
         headers["content-length"] = String(end - start + 1);
         headers["content-range"] = `bytes ${start}-${end}/${opened.size}`;
-        return new Response(fileStream(file, end - start + 1), { status: 206, headers });
+        return new Response(await fileBody(file, end - start + 1), { status: 206, headers });
       } catch (error) {
-        file.close();
+        closeQuietly(file);
         throw error;
       }
     } catch (error) {
