@@ -187,25 +187,33 @@ function closeQuietly(file: Deno.FsFile): void {
  */
 async function fileBody(file: Deno.FsFile, length: number): Promise<ReadableStream<Uint8Array>> {
   let left = length;
+  let open = true;
+  // Closed once: a second close would throw (and cost an exception each time).
+  const close = () => {
+    if (open) {
+      open = false;
+      closeQuietly(file);
+    }
+  };
   const read = async (): Promise<Uint8Array> => {
     const chunk = new Uint8Array(Math.min(left, READ_CHUNK));
     let got: number | null;
     try {
       got = await file.read(chunk);
     } catch (error) {
-      closeQuietly(file);
+      close();
       throw error;
     }
     if (got === null) {
-      closeQuietly(file);
+      close();
       throw new Error("the file ended before its length");
     }
     left -= got;
-    if (left === 0) closeQuietly(file);
+    if (left === 0) close();
     return got === chunk.length ? chunk : chunk.subarray(0, got);
   };
   const first = left > 0 ? await read() : null;
-  if (left === 0) closeQuietly(file);
+  if (left === 0) close();
   return new ReadableStream<Uint8Array>({
     start(controller) {
       if (first !== null) controller.enqueue(first);
@@ -215,7 +223,7 @@ async function fileBody(file: Deno.FsFile, length: number): Promise<ReadableStre
       controller.enqueue(await read());
       if (left === 0) controller.close();
     },
-    cancel: () => closeQuietly(file),
+    cancel: close,
   }, { highWaterMark: 1 });
 }
 
