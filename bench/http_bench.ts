@@ -440,7 +440,8 @@ async function report(options: Options, samples: Sample[]): Promise<string> {
     `server pinned to core 0, both at nice ${options.nice}; ${options.runs} runs, ` +
     `${options.warmup} s warm-up before each; medians. A run during which other processes ` +
     `used more than ${options.maxForeign}% of a core was repeated (up to ${options.retries} ` +
-    `times); "other CPU" is that share in each run kept.`,
+    `times) and the least disturbed attempt kept; "other CPU" is that share per run, with ` +
+    `"!" where it stayed above the limit.`,
     "",
     "| target | path | keep-alive | req/s (median) | req/s (runs) | p50 ms | p99 ms | socket errors | non-2xx | other CPU % |",
     "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
