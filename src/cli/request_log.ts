@@ -12,17 +12,18 @@
  * are left out with `-q` (and then the handler is not wrapped at all).
  *
  * `bytes` counts the response body as the server takes it to write: the
- * body stream is wrapped, and a piece counts once the server comes back
- * for the next one (it writes each piece before reading on) or ends. A
+ * body stream is wrapped, and a piece counts once the server comes back for
+ * the next one (it writes each piece before reading on) or ends. A
  * response that is cut short (the client left, the body failed) logs the
  * bytes so far and `complete: false`. The server may read pieces that are
  * ready at once (up to 1 MiB) before it writes them, so a client that
  * leaves during that one write is not seen. HEAD and bodiless answers (304)
- * log 0 bytes. `ms` runs from the request reaching the handler to the
- * body's end; for an answer without a body, to the handler's return.
- * Requests the server answers itself (malformed ones, upgrades, bodies
- * over the limit, a handler that throws) are not logged here: upgrades
- * have their own lines, and a throwing handler gives an error line.
+ * log 0 bytes. The line is written when the server settles the request's
+ * `info.completed` (the response sent or abandoned), so `ms` runs from the
+ * request reaching the handler to the last write. Requests the server
+ * answers itself (malformed ones, upgrades, bodies over the limit, a
+ * handler that throws) are not logged here: upgrades have their own lines,
+ * and a throwing handler gives an error line.
  *
  * @module
  */
@@ -45,7 +46,7 @@ export interface RequestRecord {
   status: number;
   /** Body bytes sent (see the module notes). */
   bytes: number;
-  /** Milliseconds from the request reaching the handler to the end of the response body. */
+  /** Milliseconds from the request reaching the handler to the response's last write. */
   ms: number;
   /** False when the body was cut short. */
   complete: boolean;
@@ -100,23 +101,37 @@ export function logRequests(
   return async (request, info) => {
     const started = clock();
     const response = await fetch(request, info);
+    const head = request.method === "HEAD";
+    let logged = false;
     const log = (bytes: number, complete: boolean) => {
+      if (logged) return;
+      logged = true;
       const record: RequestRecord = {
         peer: formatAddr(info.remoteAddr),
         method: request.method,
         path: new URL(request.url).pathname,
         status: response.status,
-        bytes: request.method === "HEAD" ? 0 : bytes,
+        bytes: head ? 0 : bytes,
         ms: Math.round((clock() - started) * 100) / 100,
-        complete,
+        complete: head || complete,
       };
       logger.connection("request", formatRequest(record), { ...record });
     };
+    // The server settles `completed` once the response is sent or
+    // abandoned: the line is written then, with what the body counted.
+    // Without it (a caller other than the server), when the body ends.
+    const completed = (info as Partial<RequestInfo>).completed;
     if (response.body === null) {
-      log(0, true);
+      if (completed === undefined) log(0, true);
+      else completed.then(() => log(0, true));
       return response;
     }
-    return new Response(countedBody(response.body, request.method === "HEAD", log), {
+    const counted = new CountedBody(
+      response.body,
+      completed === undefined ? (bytes, complete) => log(bytes, complete) : () => {},
+    );
+    completed?.then(() => log(counted.bytes, counted.done));
+    return new Response(counted.stream, {
       status: response.status,
       statusText: response.statusText,
       headers: response.headers,
@@ -125,48 +140,54 @@ export function logRequests(
 }
 
 /**
- * `body` as a stream that is read only when its reader asks (no read
- * ahead), calling `done(bytes, complete)` once: at its end, when it fails,
- * or when it is cancelled. A piece counts once the reader asks for the
- * next one. For HEAD the server cancels the body unsent: that is complete.
+ * A response body as a stream that is read only when its reader asks (no
+ * read ahead), counting the bytes the reader has taken: a piece counts once
+ * the reader asks for the next one (the server writes each piece before it
+ * reads on) or the body ends. `onEnd(bytes, complete)` is called once: at
+ * its end, when it fails, or when it is cancelled.
  */
-function countedBody(
-  body: ReadableStream<Uint8Array>,
-  head: boolean,
-  done: (bytes: number, complete: boolean) => void,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  let bytes = 0;
-  let taken = 0;
-  let finished = false;
-  const finish = (complete: boolean) => {
-    if (!finished) {
-      finished = true;
-      done(bytes, complete);
-    }
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      bytes += taken;
-      taken = 0;
-      let result: ReadableStreamReadResult<Uint8Array>;
-      try {
-        result = await reader.read();
-      } catch (error) {
-        finish(false);
-        throw error;
+class CountedBody {
+  /** The stream to give the server in place of the body. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Bytes taken so far. */
+  bytes = 0;
+  /** Whether the body was read to its end. */
+  done = false;
+
+  constructor(body: ReadableStream<Uint8Array>, onEnd: (bytes: number, complete: boolean) => void) {
+    const reader = body.getReader();
+    let taken = 0;
+    let ended = false;
+    const end = (complete: boolean) => {
+      if (!ended) {
+        ended = true;
+        this.done = complete;
+        onEnd(this.bytes, complete);
       }
-      if (result.done) {
-        finish(true);
-        controller.close();
-        return;
-      }
-      taken = result.value?.byteLength ?? 0;
-      controller.enqueue(result.value);
-    },
-    cancel(reason) {
-      finish(head);
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+    };
+    this.stream = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        this.bytes += taken;
+        taken = 0;
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          end(false);
+          throw error;
+        }
+        if (result.done) {
+          end(true);
+          controller.close();
+          return;
+        }
+        taken = result.value?.byteLength ?? 0;
+        controller.enqueue(result.value);
+      },
+      cancel: (reason) => {
+        end(false);
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
 }

@@ -154,6 +154,26 @@ Deno.test("request log: JSON lines with method, path, status, bytes sent and ms"
   });
 });
 
+Deno.test("request log: one line per request on a keep-alive connection", async () => {
+  await withFiles(async (root) => {
+    const files = await createStaticHandler(root);
+    await withLogged("json", files, async (port, lines) => {
+      using client = await RawClient.connect(port);
+      const ask = (method: string, target: string) =>
+        `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+      await client.write(ask("GET", "/file.bin") + ask("HEAD", "/") + ask("GET", "/nope"));
+      for (const method of ["GET", "HEAD", "GET"]) await client.readResponse({ method });
+      await waitUntil(() => lines.length === 3, "three lines");
+      const logged = lines.map((line) => JSON.parse(line) as Logged);
+      assert.deepEqual(
+        logged.map(({ method, path, status, bytes }) => [method, path, status, bytes]),
+        [["GET", "/file.bin", 200, FILE.length], ["HEAD", "/", 200, 0], ["GET", "/nope", 404, 10]],
+      );
+      assert.equal(new Set(logged.map((line) => line.peer)).size, 1, "one connection");
+    });
+  });
+});
+
 Deno.test("request log: text lines", async () => {
   await withFiles(async (root) => {
     const files = await createStaticHandler(root);
@@ -247,7 +267,7 @@ Deno.test("request log: a body that fails is incomplete; a quiet logger is not w
   assert.equal(logRequests(undefined, loud), undefined);
 });
 
-Deno.test("request log: ms from an injected clock", async () => {
+Deno.test("request log: ms from an injected clock, to when the server settles completed", async () => {
   const lines: string[] = [];
   const logger = new Logger({ format: "json", quiet: false, out: (l) => lines.push(l), err() {} });
   let now = 1000;
@@ -260,6 +280,7 @@ Deno.test("request log: ms from an injected clock", async () => {
     () => now,
   )!;
   const remoteAddr = { transport: "tcp" as const, hostname: "::1", port: 4 };
+  // Without `completed` (not called by the server): logged at once.
   await fetch(new Request("http://localhost/x%20y?q=secret"), { remoteAddr } as never);
   const line = JSON.parse(lines[0]) as Logged;
   assert.deepEqual(
@@ -267,6 +288,20 @@ Deno.test("request log: ms from an injected clock", async () => {
     [12.35, "/x%20y", "[::1]:4", 204, 0],
     "the query is left out of the path",
   );
+  // With it: logged once it settles, the time running until then.
+  const sent = Promise.withResolvers<void>();
+  await fetch(
+    new Request("http://localhost/later"),
+    { remoteAddr, completed: sent.promise } as never,
+  );
+  await Promise.resolve();
+  assert.equal(lines.length, 1, "not before the response is sent");
+  now += 100;
+  sent.resolve();
+  await sent.promise;
+  await Promise.resolve();
+  assert.equal(lines.length, 2);
+  assert.equal((JSON.parse(lines[1]) as Logged).ms, 112.35);
 });
 
 Deno.test("request log: tsunagu serve logs requests in text and JSON, and not with -q", async () => {
