@@ -304,6 +304,41 @@ Deno.test("static http: If-Range with the current ETag or date keeps the range; 
   });
 });
 
+Deno.test("static http: 200, 304, HEAD, 206, 416 and several ranges pipelined on one keep-alive connection, byte for byte", async () => {
+  await withFiles(async ({ port }) => {
+    const etag = (await rawGet(port, "/data.bin")).headers.get("etag")!;
+    using client = await RawClient.connect(port);
+    const ask = (method: string, headers: Record<string, string> = {}) =>
+      `${method} /data.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") + "\r\n";
+    const requests: [string, Record<string, string>, number, Uint8Array][] = [
+      ["GET", {}, 200, DATA],
+      ["GET", { "If-None-Match": etag }, 304, new Uint8Array(0)],
+      ["HEAD", {}, 200, new Uint8Array(0)],
+      ["GET", { Range: "bytes=70000-70009" }, 206, DATA.subarray(70000, 70010)],
+      [
+        "GET",
+        { Range: `bytes=${DATA_SIZE}-` },
+        416,
+        new TextEncoder().encode("range not satisfiable\n"),
+      ],
+      ["HEAD", { "If-None-Match": etag }, 304, new Uint8Array(0)],
+      ["GET", { Range: "bytes=0-1,3-4" }, 200, DATA],
+      ["GET", { Range: "bytes=-3", "If-Range": etag }, 206, DATA.subarray(DATA_SIZE - 3)],
+    ];
+    // All written at once: the server answers them in order on this connection.
+    await client.write(requests.map(([method, headers]) => ask(method, headers)).join(""));
+    for (const [method, headers, status, body] of requests) {
+      const what = `${method} ${JSON.stringify(headers)}`;
+      const response = await client.readResponse({ method });
+      assert.equal(response.status, status, what);
+      assert.notEqual(response.headers.get("connection")?.toLowerCase(), "close", what);
+      assertBytes(response.body, body, what);
+    }
+    assert.equal(client.pending.length, 0, "nothing more than the eight responses");
+  });
+});
+
 Deno.test("static http: If-Match and If-Unmodified-Since failing give 412", async () => {
   await withFiles(async ({ port }) => {
     const etag = (await rawGet(port, "/data.bin")).headers.get("etag")!;
