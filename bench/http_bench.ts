@@ -30,9 +30,9 @@
  * (default 2); the share is shown with each result. Server and wrk run at
  * `--nice` -10 (as root; 0 turns it off).
  *
- * The same command measures keep-alive once the server supports it: wrk
- * reconnects whenever a server closes, so today's "keep-alive" rows for
- * tsunagu are one request per connection all the same.
+ * "keep-alive on" is wrk's default (HTTP/1.1 persistent connections);
+ * against a server that closes after each response wrk reconnects, so for
+ * a server without keep-alive those rows show one request per connection.
  *
  * @module
  */
