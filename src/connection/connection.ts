@@ -87,10 +87,56 @@ const textEncoder = new TextEncoder();
 // next frames) is cheaper than a read of its own, and the copy is small.
 const DIRECT_READ_MIN = 16 * 1024;
 
-// The largest read on a connection that negotiated permessage-deflate: 16 KiB
-// of deflate data inflates to at most ~16 MiB (deflate's ratio is at most
-// about 1032:1), some 20 ms of CPU.
+// The largest read on a connection that negotiated permessage-deflate is
+// maxPayload / DEFLATE_RATIO bytes, between DEFLATE_READ_MIN and
+// DEFLATE_READ_MAX: deflate's ratio is at most about 1032:1, so the messages
+// a read completes inflate to at most the one already under way (up to
+// maxPayload) plus about maxPayload more. 16 KiB (the cap at the 16 MiB
+// default) inflates to ~16 MiB, some 20 ms of CPU.
+const DEFLATE_RATIO = 1024;
+const DEFLATE_READ_MIN = 256;
 const DEFLATE_READ_MAX = 16 * 1024;
+
+// ---- fair reading ----
+//
+// In Deno, `await conn.read()` on a socket that already holds data resolves
+// without returning to the event loop, so a peer that keeps its socket
+// readable (1-byte messages, empty pings or empty continuation frames sent
+// flat out) would keep its read loop running while other sockets, the
+// accept loop and timers wait. So each read loop does a bounded amount of
+// work per turn of the event loop: after READS_PER_TURN reads in one turn,
+// or TURN_MS after its second read in the turn (a single read is never cut
+// short, and a loop's first read in a turn costs no clock reading), it
+// waits for the next turn before reading again.
+//
+// A turn is seen through a shared 0 ms timer (the ticker), armed by the
+// first read that completes after the previous tick: it fires only once the
+// event loop has come round to timers, which is also when Deno polls the
+// sockets. Counting against it costs a comparison per read; a loop that
+// waits for its data (every loop under ordinary traffic) starts each read
+// in a new turn and never yields. The wait itself is a 0 ms timer too.
+// setImmediate and a MessageChannel message are cheaper per yield (~2.4 and
+// ~3.6 µs, against ~1 ms until the timer fires) but do not make Deno poll
+// the sockets: behind a peer flooding a plain echo loop, yielding every 16
+// reads with them still cost a second client round trips of 200-300 ms,
+// the timer 10-20 ms (measured on the 2-core benchmark machine).
+const READS_PER_TURN = 16;
+const TURN_MS = 10;
+/** Turns seen so far: bumped by the ticker. */
+let turn = 0;
+let ticker: ReturnType<typeof setTimeout> | undefined;
+let ticking = false;
+/** Read loops running: the ticker is cleared when the last one ends (no timer outlives them). */
+let readLoops = 0;
+
+function endTurn(): void {
+  ticking = false;
+  turn++;
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
 
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
@@ -165,6 +211,14 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #readingStopped = false;
   /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
   #lingering = false;
+  // Fair reading: the turn this loop last read in, its reads in that turn,
+  // and when the second of them completed (performance.now()).
+  #turn = -1;
+  #turnReads = 0;
+  #turnSince = 0;
+  // Bytes inflated in turn #inflatedTurn (compressing connections only).
+  #inflated = 0;
+  #inflatedTurn = -1;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -180,15 +234,27 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#writer = new FrameWriter(init.conn, this);
     const deflate = this.#deflate = init.deflate ?? null;
     this.#client = init.role === "client";
+    const { maxPayload } = host.options;
     // Compressed input can cost ~1000x its size to inflate (up to maxPayload
-    // per message): small reads bound the work one read can cause, and every
-    // other connection gets its turn between reads.
-    if (deflate !== null) init.reader.capSize(DEFLATE_READ_MAX);
+    // per message): small reads bound the work one read can cause, and a
+    // loop that keeps reading yields its turn after TURN_MS (fair reading).
+    if (deflate !== null) {
+      init.reader.capSize(
+        Math.min(
+          DEFLATE_READ_MAX,
+          Math.max(DEFLATE_READ_MIN, Math.ceil(maxPayload / DEFLATE_RATIO)),
+        ),
+      );
+    }
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
       memory: host.messageMemory,
-      inflate: deflate === null ? undefined : inflateMessage,
+      inflate: deflate === null ? undefined : (compressed, maxLength) => {
+        const inflated = inflateMessage(compressed, maxLength);
+        if (inflated instanceof Uint8Array) this.#countInflated(inflated.length);
+        return inflated;
+      },
     });
     this.#parser = new FrameParser(this.#assembler, {
       expectMasked: !this.#client,
@@ -229,6 +295,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   async #readLoop(): Promise<void> {
     const reader = this.#reader;
+    readLoops++;
     try {
       // Bytes that arrived together with the request head are frames already.
       if (reader.filled > 0) {
@@ -242,6 +309,18 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       const parser = this.#parser;
       const direct = reader.canReadInto;
       while (!this.#finished) {
+        // A loop that has had its share of this turn waits for the next one
+        // (see "fair reading"): two comparisons unless it read twice in it.
+        if (
+          this.#turnReads > 1 && this.#turn === turn &&
+          (this.#turnReads >= READS_PER_TURN || performance.now() - this.#turnSince >= TURN_MS)
+        ) {
+          await nextTurn();
+          // The event loop has been round: whatever the ticker says, this
+          // loop's share starts afresh.
+          this.#turn = -1;
+          if (this.#finished) break;
+        }
         // A long payload still to come is read straight into its message's
         // buffer, skipping the copy out of the read buffer (large messages).
         const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
@@ -251,6 +330,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
           reader.keepSize();
           const n = await reader.readInto(target);
           if (n === null || n === 0) break;
+          this.#countRead();
           this.bytesReceived += n;
           this.lastReceived = this.#host.now;
           parser.push(target, n);
@@ -259,6 +339,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         // Awaits the runtime's read promise itself: one promise hop per read.
         const n = reader.commit(await reader.readRaw());
         if (n === 0) break;
+        this.#countRead();
         this.bytesReceived += n;
         this.#feed();
         // After the peer's close frame it sends nothing more (RFC 6455
@@ -274,17 +355,52 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       // A reset or a read on a socket we closed: handled below as a drop.
     } finally {
       reader.release();
+      if (--readLoops === 0 && ticking) {
+        clearTimeout(ticker);
+        endTurn();
+      }
     }
     this.#readingStopped = true;
-    if (this.#finished) return;
-    if (!this.#finishing) {
-      // Dropped without a closing handshake (or while waiting for the peer's
-      // reply to our close).
-      this.#finish(CloseCode.Abnormal, "", false);
-    } else if (this.#lingering) {
-      this.#finishWithOutcome();
+    if (!this.#finished) {
+      if (!this.#finishing) {
+        // Dropped without a closing handshake (or while waiting for the peer's
+        // reply to our close).
+        this.#finish(CloseCode.Abnormal, "", false);
+      } else if (this.#lingering) {
+        this.#finishWithOutcome();
+      }
+      // Otherwise our close frame is still being written; #lingerThenFinish ends it.
     }
-    // Otherwise our close frame is still being written; #lingerThenFinish ends it.
+  }
+
+  /** Accounts a completed read to the current turn, arming the ticker for the next. */
+  #countRead(): void {
+    if (!ticking) {
+      ticking = true;
+      ticker = setTimeout(endTurn, 0);
+    }
+    if (this.#turn !== turn) {
+      this.#turn = turn;
+      this.#turnReads = 1;
+    } else if (++this.#turnReads === 2) {
+      this.#turnSince = performance.now();
+    }
+  }
+
+  /**
+   * Inflating is the costliest work a read can bring (~1000 times its
+   * bytes): once the messages read in this turn have inflated to maxPayload,
+   * the turn is over for this loop, so one read inflates at most about twice
+   * maxPayload (see DEFLATE_READ_MAX) before every other connection gets its
+   * turn.
+   */
+  #countInflated(bytes: number): void {
+    if (this.#inflatedTurn !== turn) {
+      this.#inflatedTurn = turn;
+      this.#inflated = 0;
+    }
+    this.#inflated += bytes;
+    if (this.#inflated >= this.#host.options.maxPayload) this.#turnReads = READS_PER_TURN;
   }
 
   #feed(): void {
