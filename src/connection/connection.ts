@@ -427,10 +427,26 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** A ping: answered with a pong carrying the same payload, unless we are closing. */
   onPing(payload: Uint8Array): void {
     if (this.#closeSent) return;
-    // Pongs are owed, but a peer that floods pings and reads nothing must
-    // not grow the send queue without bound: they obey the same limit as sends.
-    if (this.#overBufferLimit()) return;
-    this.#writer.enqueue(this.#encode(Opcode.Pong, payload));
+    // At most one pong waits to be written, answering the latest ping (RFC
+    // 6455 §5.5.3): a peer that floods pings and reads nothing costs one
+    // pong's memory, which a limit on queued wire bytes did not bound.
+    const writer = this.#writer;
+    const waiting = writer.waitingPong;
+    // Fast path for a flood: a waiting pong of the same size is rewritten in
+    // place, no allocation (a ping of up to 125 bytes has a 2-byte header,
+    // then the mask a client adds, then the payload).
+    const start = this.#client ? 6 : 2;
+    if (waiting !== null && waiting.length === start + payload.length) {
+      if (this.#client) {
+        for (let i = 0; i < payload.length; i++) {
+          waiting[start + i] = payload[i] ^ waiting[2 + (i & 3)];
+        }
+      } else {
+        waiting.set(payload, start);
+      }
+      return;
+    }
+    writer.enqueuePong(this.#encode(Opcode.Pong, payload));
   }
 
   /** A pong: the heartbeat is answered. */

@@ -105,6 +105,9 @@ export class FrameWriter {
   #scheduled = false;
   #failed = false;
   #drainWaiters: (() => void)[] | null = null;
+  // The pong owed to the peer's most recent ping, not yet taken for writing
+  // (see enqueuePong): at most one waits, whatever the peer sends.
+  #pong: Uint8Array | null = null;
   // Pooled buffers of frames queued by enqueueMessage, returned at drain.
   #owned: Uint8Array[] | null = null;
   // Callbacks made on first use, then reused for every write: an idle
@@ -131,6 +134,14 @@ export class FrameWriter {
    */
   get writtenBytes(): number {
     return this.#writtenBytes;
+  }
+
+  /**
+   * The pong queued by {@linkcode enqueuePong} while it still waits to be
+   * taken for writing (its bytes may then be rewritten in place), else null.
+   */
+  get waitingPong(): Uint8Array | null {
+    return this.#pong;
   }
 
   /** Whether a write failed; nothing more will be written. */
@@ -165,6 +176,27 @@ export class FrameWriter {
       this.#tailEnd = end;
       this.#tailView = view;
     }
+    if (!this.#scheduled && this.#inFlight === null) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush ??= () => this.#flushQueued());
+    }
+  }
+
+  /**
+   * Queues a pong, replacing one that is still waiting: RFC 6455 §5.5.3 lets
+   * an endpoint answer only the most recent of several pings. A peer that
+   * floods pings and reads nothing thus makes us hold one pong, not one
+   * allocation per ping (each a few wire bytes but ~100 bytes of memory, so
+   * a wire-byte limit let ~8 M of them pile up). It goes out ahead of data
+   * already queued (control frames may come between any two frames, RFC
+   * 6455 §5.4): the peer's liveness check is not held back by a backlog.
+   */
+  enqueuePong(frame: Uint8Array): void {
+    if (this.#failed) return;
+    const waiting = this.#pong;
+    if (waiting !== null) this.#queued -= waiting.length;
+    this.#pong = frame;
+    this.#queued += frame.length;
     if (!this.#scheduled && this.#inFlight === null) {
       this.#scheduled = true;
       queueMicrotask(this.#flush ??= () => this.#flushQueued());
@@ -210,6 +242,7 @@ export class FrameWriter {
     this.#queue = [];
     this.#tailBuffer = null;
     this.#tailView = null;
+    this.#pong = null;
     this.#queued = 0;
     this.#inFlight = null;
     // Not returned to the pool: a write that was in flight may still read them.
@@ -284,6 +317,7 @@ export class FrameWriter {
    * (joining would only add a copy).
    */
   #take(): Uint8Array {
+    if (this.#pong !== null) this.#takePong();
     const queue = this.#queue;
     if (queue.length === 0) {
       // Only the tail: the common case, written as is.
@@ -315,6 +349,22 @@ export class FrameWriter {
     this.#queue = count === queue.length ? [] : queue.slice(count);
     this.#queued -= total;
     return joined;
+  }
+
+  /** Puts the waiting pong at the head of the queue, so the next write starts with it. */
+  #takePong(): void {
+    const pong = this.#pong!;
+    this.#pong = null;
+    if (this.#queue.length === 0 && this.#tailBuffer === null) {
+      // Nothing else waits: the pong becomes the tail, written alone.
+      this.#tailBuffer = pong.buffer;
+      this.#tailStart = pong.byteOffset;
+      this.#tailEnd = pong.byteOffset + pong.length;
+      this.#tailView = pong;
+      return;
+    }
+    if (this.#tailBuffer !== null) this.#closeTail();
+    this.#queue.unshift(pong);
   }
 
   #resolveDrain(): void {

@@ -71,6 +71,14 @@ Deno.test("fair reading: 1-byte messages sent flat out do not stall a healthy cl
   assertServed(probe);
 });
 
+Deno.test("fair reading: empty pings sent flat out do not stall a healthy client", async () => {
+  const { flooded, probe } = await floodAgainstHealthy(clientFrame({ opcode: OP.PING }), {
+    drain: true,
+  });
+  assert.ok(flooded.written > 4 * MiB, `the flood sent only ${flooded.written} bytes`);
+  assertServed(probe);
+});
+
 Deno.test("fair reading: empty continuation fragments sent flat out do not stall a healthy client", async () => {
   // One message started, then empty fragments of it without end.
   const { flooded, probe } = await floodAgainstHealthy(
@@ -79,6 +87,16 @@ Deno.test("fair reading: empty continuation fragments sent flat out do not stall
   );
   assert.ok(flooded.written > 4 * MiB, `the flood sent only ${flooded.written} bytes`);
   assertServed(probe);
+});
+
+Deno.test("a peer that floods empty pings and never reads: the server's memory stays bounded and others are served", async () => {
+  // Every ping is owed a pong; the peer reads none. Queued pongs used to be
+  // one allocation each (~100 bytes of memory for 2 wire bytes): ~100 MiB
+  // a second of growth here.
+  const { flooded, probe, growth } = await floodAgainstHealthy(clientFrame({ opcode: OP.PING }));
+  assert.ok(flooded.written > 4 * MiB, `the flood sent only ${flooded.written} bytes`);
+  assert.ok(growth < 48 * MiB, `the server grew by ${(growth / MiB).toFixed(0)} MiB`);
+  assertServed(probe, 1_000);
 });
 
 /** One message of `size` zero bytes, compressed (RFC 7692) and framed as a client sends it. */
