@@ -138,6 +138,29 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
+// ---- producers that outrun their consumers ----
+//
+// A connection whose messages make the server queue more for a peer than
+// that peer takes in (an echo to a peer that does not read, a publisher
+// faster than its room's readers) is slowed rather than letting the queue
+// grow to maxBufferedAmount and the peer be closed: whenever a message it
+// delivers is sent to a queue over the high-water mark (maxBufferedAmount
+// / 8, at most 2 MiB), its read loop stops reading, before its next read,
+// until that queue is down to the low-water mark (half the high-water
+// mark). Reading is what paces a peer (TCP backpressure reaches it), so
+// this is the one lever that slows the producer without dropping anything.
+// A queue that has not drained after DRAIN_WAIT_MS belongs to a peer too
+// slow for what is sent to it (or one that stopped reading): the producer
+// goes on, that queue is not waited for again until it has drained what it
+// held then, and its peer is closed with 1008 at maxBufferedAmount as before.
+const HIGH_WATER_MAX = 2 * 1024 * 1024;
+const HIGH_WATER_MIN = 64 * 1024;
+const DRAIN_WAIT_MS = 1000;
+
+/** The connection whose message the application is handling now, if any. */
+// deno-lint-ignore no-explicit-any
+let delivering: Connection<any> | null = null;
+
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
   if (bytes.length <= MAX_CLOSE_REASON_BYTES) return reason;
@@ -219,6 +242,15 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   // Bytes inflated in turn #inflatedTurn (compressing connections only).
   #inflated = 0;
   #inflatedTurn = -1;
+  // Slowing producers: the queue sizes that make a producer wait (ours as a
+  // consumer), the queues this connection's messages overfilled (it waits
+  // for them before its next read), and while this queue counts as too slow
+  // to wait for: until the writer has written past #slowUntil.
+  #highWater: number;
+  #lowWater: number;
+  #overfilled: Set<Connection<T>> | null = null;
+  #slowUntil = 0;
+  #stopWaiting: (() => void) | null = null;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -234,7 +266,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#writer = new FrameWriter(init.conn, this);
     const deflate = this.#deflate = init.deflate ?? null;
     this.#client = init.role === "client";
-    const { maxPayload } = host.options;
+    const { maxPayload, maxBufferedAmount } = host.options;
     // Compressed input can cost ~1000x its size to inflate (up to maxPayload
     // per message): small reads bound the work one read can cause, and a
     // loop that keeps reading yields its turn after TURN_MS (fair reading).
@@ -246,6 +278,13 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         ),
       );
     }
+    // Never above maxBufferedAmount: #overBufferLimit checks the mark first.
+    this.#highWater = Math.min(
+      maxBufferedAmount,
+      HIGH_WATER_MAX,
+      Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
+    );
+    this.#lowWater = this.#highWater / 2;
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
@@ -309,7 +348,12 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       const parser = this.#parser;
       const direct = reader.canReadInto;
       while (!this.#finished) {
-        // A loop that has had its share of this turn waits for the next one
+        // A producer waits for the queues its messages overfilled...
+        if (this.#overfilled !== null) {
+          await this.#waitForDrain();
+          if (this.#finished) break;
+        }
+        // ...and a loop that has had its share of this turn for the next one
         // (see "fair reading"): two comparisons unless it read twice in it.
         if (
           this.#turnReads > 1 && this.#turn === turn &&
@@ -403,6 +447,38 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     if (this.#inflated >= this.#host.options.maxPayload) this.#turnReads = READS_PER_TURN;
   }
 
+  /**
+   * Waits (at most DRAIN_WAIT_MS) until every queue this connection's
+   * messages pushed over its high-water mark is down to its low-water mark;
+   * the ones that are not are too slow to wait for (see "producers that
+   * outrun their consumers").
+   */
+  async #waitForDrain(): Promise<void> {
+    const queues = this.#overfilled!;
+    this.#overfilled = null;
+    const drains: Promise<void>[] = [];
+    for (const queue of queues) {
+      const writer = queue.#writer;
+      if (!queue.#finished && writer.bufferedAmount > queue.#lowWater) {
+        drains.push(writer.drainedTo(queue.#lowWater));
+      }
+    }
+    if (drains.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#stopWaiting = resolve;
+      timer = setTimeout(resolve, DRAIN_WAIT_MS);
+      Promise.all(drains).then(() => resolve());
+    });
+    clearTimeout(timer);
+    this.#stopWaiting = null;
+    for (const queue of queues) {
+      const writer = queue.#writer;
+      const over = writer.bufferedAmount - queue.#lowWater;
+      if (!queue.#finished && over > 0) queue.#slowUntil = writer.writtenBytes + over;
+    }
+  }
+
   #feed(): void {
     const reader = this.#reader;
     this.lastReceived = this.#host.now;
@@ -483,18 +559,26 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.messagesReceived++;
     const handlers = this.#host.handlers;
     const handler = handlers.message;
-    if (handler !== undefined) {
-      // #callHandler inlined for the per-message path: a direct call instead
-      // of a rest-arguments array and apply() on every message.
-      try {
-        const result = handler.call(handlers, this.socket, data, this.#host.owner);
-        if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
-      } catch (error) {
-        this.handlerFailed(error);
+    // Whatever the application sends while handling this message is this
+    // connection's doing: a queue it overfills makes it wait (#overBufferLimit).
+    const previous = delivering;
+    delivering = this;
+    try {
+      if (handler !== undefined) {
+        // #callHandler inlined for the per-message path: a direct call instead
+        // of a rest-arguments array and apply() on every message.
+        try {
+          const result = handler.call(handlers, this.socket, data, this.#host.owner);
+          if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+        } catch (error) {
+          this.handlerFailed(error);
+        }
       }
+      const events = this.events;
+      if (events !== null) events.message(data);
+    } finally {
+      delivering = previous;
     }
-    const events = this.events;
-    if (events !== null) events.message(data);
   }
 
   /**
@@ -578,13 +662,25 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   }
 
   /**
-   * The slow-consumer check: over maxBufferedAmount waiting to be written,
-   * the peer is not reading, and the connection is failed with 1008.
+   * The slow-consumer check, before each send: over maxBufferedAmount
+   * waiting to be written, the peer is not reading, and the connection is
+   * failed with 1008. Over the high-water mark (never above that limit),
+   * the connection whose message is being handled is asked to wait before
+   * its next read (see "producers that outrun their consumers"), unless
+   * this queue is too slow to wait for. Under the mark, one comparison.
    */
   #overBufferLimit(): boolean {
-    if (this.#writer.bufferedAmount <= this.#host.options.maxBufferedAmount) return false;
-    this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
-    return true;
+    const buffered = this.#writer.bufferedAmount;
+    if (buffered <= this.#highWater) return false;
+    if (buffered > this.#host.options.maxBufferedAmount) {
+      this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
+      return true;
+    }
+    const producer = delivering;
+    if (producer !== null && this.#writer.writtenBytes >= this.#slowUntil) {
+      (producer.#overfilled ??= new Set()).add(this);
+    }
+    return false;
   }
 
   /** Sends a ping; see {@linkcode Socket.ping}. */
@@ -744,6 +840,8 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#parser.stop();
     this.#assembler.stop();
     this.#writer.abort();
+    this.#overfilled = null;
+    this.#stopWaiting?.();
     try {
       this.#conn.close();
     } catch {

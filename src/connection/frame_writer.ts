@@ -105,6 +105,8 @@ export class FrameWriter {
   #scheduled = false;
   #failed = false;
   #drainWaiters: (() => void)[] | null = null;
+  // Waiters for the queue to fall to a mark (see drainedTo): made on first use.
+  #lowWaiters: { mark: number; resolve: () => void }[] | null = null;
   // The pong owed to the peer's most recent ping, not yet taken for writing
   // (see enqueuePong): at most one waits, whatever the peer sends.
   #pong: Uint8Array | null = null;
@@ -236,6 +238,16 @@ export class FrameWriter {
     return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
   }
 
+  /**
+   * Resolves once no more than `mark` bytes wait to be written (at once if
+   * that is so now), or the writer failed. Read loops use it to pause a
+   * producer until the queue it filled has drained.
+   */
+  drainedTo(mark: number): Promise<void> {
+    if (this.bufferedAmount <= mark || this.#failed) return Promise.resolve();
+    return new Promise((resolve) => (this.#lowWaiters ??= []).push({ mark, resolve }));
+  }
+
   /** Stops writing and drops what is queued (the socket is gone). */
   abort(): void {
     this.#failed = true;
@@ -248,6 +260,7 @@ export class FrameWriter {
     // Not returned to the pool: a write that was in flight may still read them.
     this.#owned = null;
     this.#resolveDrain();
+    this.#resolveLow();
   }
 
   #closeTail(): void {
@@ -285,6 +298,7 @@ export class FrameWriter {
     const chunk = this.#inFlight;
     if (this.#failed || chunk === null) return;
     this.#writtenBytes += n;
+    if (this.#lowWaiters !== null) this.#resolveLow(n);
     const offset = this.#inFlightOffset + n;
     if (offset < chunk.length) {
       this.#write(chunk, offset);
@@ -365,6 +379,24 @@ export class FrameWriter {
     }
     if (this.#tailBuffer !== null) this.#closeTail();
     this.#queue.unshift(pong);
+  }
+
+  /**
+   * Resolves the drainedTo waiters whose mark the queue has reached (all of
+   * them once the writer failed). `written` is the write just completed;
+   * the in-flight chunk still counts until the caller moves on, so it is
+   * taken off here.
+   */
+  #resolveLow(written = 0): void {
+    const waiters = this.#lowWaiters;
+    if (waiters === null) return;
+    const left = this.#failed ? -1 : this.bufferedAmount - written;
+    let kept: { mark: number; resolve: () => void }[] | null = null;
+    for (const waiter of waiters) {
+      if (left <= waiter.mark) waiter.resolve();
+      else (kept ??= []).push(waiter);
+    }
+    this.#lowWaiters = kept;
   }
 
   #resolveDrain(): void {
