@@ -161,6 +161,26 @@ const DRAIN_WAIT_MS = 1000;
 // deno-lint-ignore no-explicit-any
 let delivering: Connection<any> | null = null;
 
+// ---- memory ----
+//
+// V8 frees an ArrayBuffer's memory only when it collects garbage, and it
+// collects only when JavaScript allocates: after an attack, a server left
+// idle kept the buffers of connections long gone (hundreds of MiB) for good.
+// Buffers that only a connection can reach (its read buffer, its unfinished
+// message) are therefore detached when it ends, which frees their memory at
+// once; the writer does the same with its pooled frames.
+const DETACH_MIN = 16 * 1024;
+
+/** Frees `buffer`'s memory now (it must be unreachable from anything still in use). */
+function detach(buffer: ArrayBufferLike): void {
+  if (buffer.byteLength < DETACH_MIN || !(buffer instanceof ArrayBuffer)) return;
+  try {
+    buffer.transfer(0);
+  } catch {
+    // Not detachable (a WebAssembly memory, or detached already): left to the GC.
+  }
+}
+
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
   if (bytes.length <= MAX_CLOSE_REASON_BYTES) return reason;
@@ -251,6 +271,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #overfilled: Set<Connection<T>> | null = null;
   #slowUntil = 0;
   #stopWaiting: (() => void) | null = null;
+  // The buffer an unfinished binary message is being read into (seen at
+  // direct reads), freed if the connection ends before it is delivered.
+  #assembly: ArrayBufferLike | null = null;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -369,6 +392,12 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         // buffer, skipping the copy out of the read buffer (large messages).
         const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
         if (target !== null) {
+          const buffer = target.buffer;
+          if (buffer !== this.#assembly) {
+            // The message's buffer grew: the old one was copied and dropped.
+            if (this.#assembly !== null) detach(this.#assembly);
+            this.#assembly = buffer;
+          }
           // The read that brought this payload's start filled the buffer:
           // the buffer need not grow for the rest.
           reader.keepSize();
@@ -415,6 +444,13 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       }
       // Otherwise our close frame is still being written; #lingerThenFinish ends it.
     }
+    // Nothing reads any more, and the assembler has let go of an unfinished
+    // message: free both buffers now rather than at the next collection.
+    if (this.#assembly !== null) {
+      detach(this.#assembly);
+      this.#assembly = null;
+    }
+    detach(reader.buffer.buffer);
   }
 
   /** Accounts a completed read to the current turn, arming the ticker for the next. */
@@ -492,12 +528,25 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   /** A text message: delivered to the application. */
   onText(text: string): void {
+    // A compressed message was read into this buffer and inflated: done with.
+    if (this.#assembly !== null) this.#releaseAssembly(null);
     this.#deliver(text);
   }
 
   /** A binary message: delivered to the application. */
   onBinary(data: Uint8Array): void {
+    if (this.#assembly !== null) this.#releaseAssembly(data);
     this.#deliver(data);
+  }
+
+  /**
+   * The message read into #assembly is complete: its buffer is freed now,
+   * unless it is the very array handed to the application (`delivered`).
+   */
+  #releaseAssembly(delivered: Uint8Array | null): void {
+    const assembly = this.#assembly!;
+    this.#assembly = null;
+    if (delivered === null || delivered.buffer !== assembly) detach(assembly);
   }
 
   /** A ping: answered with a pong carrying the same payload, unless we are closing. */

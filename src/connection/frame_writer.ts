@@ -34,6 +34,31 @@ const POOL_PER_CLASS = 8;
 const POOL_MAX_BYTES = 32 * 1024 * 1024;
 const pool: Uint8Array[][] = [];
 let pooledBytes = 0;
+// Writers that have taken buffers from the pool and are still open. When
+// the last one ends, the pool is emptied and its memory freed (detached):
+// the buffers served connections that are gone, and kept for good they left
+// up to POOL_MAX_BYTES in use after, say, a burst of large echoes.
+let poolUsers = 0;
+
+/** Frees `buffer`'s memory at once (nothing may use it afterwards). */
+function detach(buffer: Uint8Array): void {
+  const backing = buffer.buffer;
+  if (!(backing instanceof ArrayBuffer)) return;
+  try {
+    backing.transfer(0);
+  } catch {
+    // Detached already.
+  }
+}
+
+function emptyPool(): void {
+  for (const free of pool) {
+    if (free === undefined) continue;
+    for (const buffer of free) detach(buffer);
+    free.length = 0;
+  }
+  pooledBytes = 0;
+}
 
 function takePooled(size: number): Uint8Array {
   const sizeClass = 32 - Math.clz32(size - 1);
@@ -112,6 +137,14 @@ export class FrameWriter {
   #pong: Uint8Array | null = null;
   // Pooled buffers of frames queued by enqueueMessage, returned at drain.
   #owned: Uint8Array[] | null = null;
+  // Whether this writer counts among poolUsers.
+  #usesPool = false;
+  // A write is in flight at the runtime (until its promise settles, even
+  // after abort): buffers it may read must not be freed before.
+  #writing = false;
+  // Pooled buffers dropped by abort while a write was in flight: freed
+  // once it settles.
+  #orphans: Uint8Array[] | null = null;
   // Callbacks made on first use, then reused for every write: an idle
   // connection never writes through the writer and pays for none of them.
   #flush: (() => void) | null = null;
@@ -227,6 +260,10 @@ export class FrameWriter {
       return;
     }
     const buffer = takePooled(size);
+    if (!this.#usesPool) {
+      this.#usesPool = true;
+      poolUsers++;
+    }
     buffer.set(payload, writeFrameHeader(buffer, 0, true, Opcode.Binary, length));
     (this.#owned ??= []).push(buffer);
     this.enqueue(buffer.length === size ? buffer : buffer.subarray(0, size));
@@ -257,8 +294,17 @@ export class FrameWriter {
     this.#pong = null;
     this.#queued = 0;
     this.#inFlight = null;
-    // Not returned to the pool: a write that was in flight may still read them.
+    // Not returned to the pool, and freed only once no write can read them.
+    const owned = this.#owned;
     this.#owned = null;
+    if (owned !== null) {
+      if (this.#writing) this.#orphans = owned;
+      else for (const buffer of owned) detach(buffer);
+    }
+    if (this.#usesPool) {
+      this.#usesPool = false;
+      if (--poolUsers === 0) emptyPool();
+    }
     this.#resolveDrain();
     this.#resolveLow();
   }
@@ -288,6 +334,7 @@ export class FrameWriter {
       this.#fail(error);
       return;
     }
+    this.#writing = true;
     pending.then(
       this.#written ??= (n) => this.#onWritten(n),
       this.#writeFailed ??= (error) => this.#fail(error),
@@ -295,8 +342,9 @@ export class FrameWriter {
   }
 
   #onWritten(n: number): void {
+    this.#writing = false;
     const chunk = this.#inFlight;
-    if (this.#failed || chunk === null) return;
+    if (this.#failed || chunk === null) return this.#freeOrphans();
     this.#writtenBytes += n;
     if (this.#lowWaiters !== null) this.#resolveLow(n);
     const offset = this.#inFlightOffset + n;
@@ -320,9 +368,18 @@ export class FrameWriter {
   }
 
   #fail(error: unknown): void {
-    if (this.#failed) return;
+    this.#writing = false;
+    if (this.#failed) return this.#freeOrphans();
     this.abort();
     this.#onError.writeFailed(error);
+  }
+
+  /** The write that was in flight at abort has settled: its pooled buffers can go. */
+  #freeOrphans(): void {
+    const orphans = this.#orphans;
+    if (orphans === null) return;
+    this.#orphans = null;
+    for (const buffer of orphans) detach(buffer);
   }
 
   /**
