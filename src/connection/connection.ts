@@ -87,10 +87,99 @@ const textEncoder = new TextEncoder();
 // next frames) is cheaper than a read of its own, and the copy is small.
 const DIRECT_READ_MIN = 16 * 1024;
 
-// The largest read on a connection that negotiated permessage-deflate: 16 KiB
-// of deflate data inflates to at most ~16 MiB (deflate's ratio is at most
-// about 1032:1), some 20 ms of CPU.
+// The largest read on a connection that negotiated permessage-deflate is
+// maxPayload / DEFLATE_RATIO bytes, between DEFLATE_READ_MIN and
+// DEFLATE_READ_MAX: deflate's ratio is at most about 1032:1, so the messages
+// a read completes inflate to at most the one already under way (up to
+// maxPayload) plus about maxPayload more. 16 KiB (the cap at the 16 MiB
+// default) inflates to ~16 MiB, some 20 ms of CPU.
+const DEFLATE_RATIO = 1024;
+const DEFLATE_READ_MIN = 256;
 const DEFLATE_READ_MAX = 16 * 1024;
+
+// ---- fair reading ----
+//
+// In Deno, `await conn.read()` on a socket that already holds data resolves
+// without returning to the event loop, so a peer that keeps its socket
+// readable (1-byte messages, empty pings or empty continuation frames sent
+// flat out) would keep its read loop running while other sockets, the
+// accept loop and timers wait. So each read loop does a bounded amount of
+// work per turn of the event loop: after READS_PER_TURN reads in one turn,
+// or TURN_MS after its second read in the turn (a single read is never cut
+// short, and a loop's first read in a turn costs no clock reading), it
+// waits for the next turn before reading again.
+//
+// A turn is seen through a shared 0 ms timer (the ticker), armed by the
+// first read that completes after the previous tick: it fires only once the
+// event loop has come round to timers, which is also when Deno polls the
+// sockets. Counting against it costs a comparison per read; a loop that
+// waits for its data (every loop under ordinary traffic) starts each read
+// in a new turn and never yields. The wait itself is a 0 ms timer too.
+// setImmediate and a MessageChannel message are cheaper per yield (~2.4 and
+// ~3.6 µs, against ~1 ms until the timer fires) but do not make Deno poll
+// the sockets: behind a peer flooding a plain echo loop, yielding every 16
+// reads with them still cost a second client round trips of 200-300 ms,
+// the timer 10-20 ms (measured on the 2-core benchmark machine).
+const READS_PER_TURN = 16;
+const TURN_MS = 10;
+/** Turns seen so far: bumped by the ticker. */
+let turn = 0;
+let ticker: ReturnType<typeof setTimeout> | undefined;
+let ticking = false;
+/** Read loops running: the ticker is cleared when the last one ends (no timer outlives them). */
+let readLoops = 0;
+
+function endTurn(): void {
+  ticking = false;
+  turn++;
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+// ---- producers that outrun their consumers ----
+//
+// A connection whose messages make the server queue more for a peer than
+// that peer takes in (an echo to a peer that does not read, a publisher
+// faster than its room's readers) is slowed rather than letting the queue
+// grow to maxBufferedAmount and the peer be closed: whenever a message it
+// delivers is sent to a queue over the high-water mark (maxBufferedAmount
+// / 8, at most 2 MiB), its read loop stops reading, before its next read,
+// until that queue is down to the low-water mark (half the high-water
+// mark). Reading is what paces a peer (TCP backpressure reaches it), so
+// this is the one lever that slows the producer without dropping anything.
+// A queue that has not drained after DRAIN_WAIT_MS belongs to a peer too
+// slow for what is sent to it (or one that stopped reading): the producer
+// goes on, that queue is not waited for again until it has drained what it
+// held then, and its peer is closed with 1008 at maxBufferedAmount as before.
+const HIGH_WATER_MAX = 2 * 1024 * 1024;
+const HIGH_WATER_MIN = 64 * 1024;
+const DRAIN_WAIT_MS = 1000;
+
+/** The connection whose message the application is handling now, if any. */
+// deno-lint-ignore no-explicit-any
+let delivering: Connection<any> | null = null;
+
+// ---- memory ----
+//
+// V8 frees an ArrayBuffer's memory only when it collects garbage, and it
+// collects only when JavaScript allocates: after an attack, a server left
+// idle kept the buffers of connections long gone (hundreds of MiB) for good.
+// Buffers that only a connection can reach (its read buffer, its unfinished
+// message) are therefore detached when it ends, which frees their memory at
+// once; the writer does the same with its pooled frames.
+const DETACH_MIN = 16 * 1024;
+
+/** Frees `buffer`'s memory now (it must be unreachable from anything still in use). */
+function detach(buffer: ArrayBufferLike): void {
+  if (buffer.byteLength < DETACH_MIN || !(buffer instanceof ArrayBuffer)) return;
+  try {
+    buffer.transfer(0);
+  } catch {
+    // Not detachable (a WebAssembly memory, or detached already): left to the GC.
+  }
+}
 
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
@@ -165,6 +254,26 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #readingStopped = false;
   /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
   #lingering = false;
+  // Fair reading: the turn this loop last read in, its reads in that turn,
+  // and when the second of them completed (performance.now()).
+  #turn = -1;
+  #turnReads = 0;
+  #turnSince = 0;
+  // Bytes inflated in turn #inflatedTurn (compressing connections only).
+  #inflated = 0;
+  #inflatedTurn = -1;
+  // Slowing producers: the queue sizes that make a producer wait (ours as a
+  // consumer), the queues this connection's messages overfilled (it waits
+  // for them before its next read), and while this queue counts as too slow
+  // to wait for: until the writer has written past #slowUntil.
+  #highWater: number;
+  #lowWater: number;
+  #overfilled: Set<Connection<T>> | null = null;
+  #slowUntil = 0;
+  #stopWaiting: (() => void) | null = null;
+  // The buffer an unfinished binary message is being read into (seen at
+  // direct reads), freed if the connection ends before it is delivered.
+  #assembly: ArrayBufferLike | null = null;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -180,15 +289,34 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#writer = new FrameWriter(init.conn, this);
     const deflate = this.#deflate = init.deflate ?? null;
     this.#client = init.role === "client";
+    const { maxPayload, maxBufferedAmount } = host.options;
     // Compressed input can cost ~1000x its size to inflate (up to maxPayload
-    // per message): small reads bound the work one read can cause, and every
-    // other connection gets its turn between reads.
-    if (deflate !== null) init.reader.capSize(DEFLATE_READ_MAX);
+    // per message): small reads bound the work one read can cause, and a
+    // loop that keeps reading yields its turn after TURN_MS (fair reading).
+    if (deflate !== null) {
+      init.reader.capSize(
+        Math.min(
+          DEFLATE_READ_MAX,
+          Math.max(DEFLATE_READ_MIN, Math.ceil(maxPayload / DEFLATE_RATIO)),
+        ),
+      );
+    }
+    // Never above maxBufferedAmount: #overBufferLimit checks the mark first.
+    this.#highWater = Math.min(
+      maxBufferedAmount,
+      HIGH_WATER_MAX,
+      Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
+    );
+    this.#lowWater = this.#highWater / 2;
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
       memory: host.messageMemory,
-      inflate: deflate === null ? undefined : inflateMessage,
+      inflate: deflate === null ? undefined : (compressed, maxLength) => {
+        const inflated = inflateMessage(compressed, maxLength);
+        if (inflated instanceof Uint8Array) this.#countInflated(inflated.length);
+        return inflated;
+      },
     });
     this.#parser = new FrameParser(this.#assembler, {
       expectMasked: !this.#client,
@@ -229,6 +357,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   async #readLoop(): Promise<void> {
     const reader = this.#reader;
+    readLoops++;
     try {
       // Bytes that arrived together with the request head are frames already.
       if (reader.filled > 0) {
@@ -242,15 +371,39 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       const parser = this.#parser;
       const direct = reader.canReadInto;
       while (!this.#finished) {
+        // A producer waits for the queues its messages overfilled...
+        if (this.#overfilled !== null) {
+          await this.#waitForDrain();
+          if (this.#finished) break;
+        }
+        // ...and a loop that has had its share of this turn for the next one
+        // (see "fair reading"): two comparisons unless it read twice in it.
+        if (
+          this.#turnReads > 1 && this.#turn === turn &&
+          (this.#turnReads >= READS_PER_TURN || performance.now() - this.#turnSince >= TURN_MS)
+        ) {
+          await nextTurn();
+          // The event loop has been round: whatever the ticker says, this
+          // loop's share starts afresh.
+          this.#turn = -1;
+          if (this.#finished) break;
+        }
         // A long payload still to come is read straight into its message's
         // buffer, skipping the copy out of the read buffer (large messages).
         const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
         if (target !== null) {
+          const buffer = target.buffer;
+          if (buffer !== this.#assembly) {
+            // The message's buffer grew: the old one was copied and dropped.
+            if (this.#assembly !== null) detach(this.#assembly);
+            this.#assembly = buffer;
+          }
           // The read that brought this payload's start filled the buffer:
           // the buffer need not grow for the rest.
           reader.keepSize();
           const n = await reader.readInto(target);
           if (n === null || n === 0) break;
+          this.#countRead();
           this.bytesReceived += n;
           this.lastReceived = this.#host.now;
           parser.push(target, n);
@@ -259,6 +412,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         // Awaits the runtime's read promise itself: one promise hop per read.
         const n = reader.commit(await reader.readRaw());
         if (n === 0) break;
+        this.#countRead();
         this.bytesReceived += n;
         this.#feed();
         // After the peer's close frame it sends nothing more (RFC 6455
@@ -274,17 +428,91 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       // A reset or a read on a socket we closed: handled below as a drop.
     } finally {
       reader.release();
+      if (--readLoops === 0 && ticking) {
+        clearTimeout(ticker);
+        endTurn();
+      }
     }
     this.#readingStopped = true;
-    if (this.#finished) return;
-    if (!this.#finishing) {
-      // Dropped without a closing handshake (or while waiting for the peer's
-      // reply to our close).
-      this.#finish(CloseCode.Abnormal, "", false);
-    } else if (this.#lingering) {
-      this.#finishWithOutcome();
+    if (!this.#finished) {
+      if (!this.#finishing) {
+        // Dropped without a closing handshake (or while waiting for the peer's
+        // reply to our close).
+        this.#finish(CloseCode.Abnormal, "", false);
+      } else if (this.#lingering) {
+        this.#finishWithOutcome();
+      }
+      // Otherwise our close frame is still being written; #lingerThenFinish ends it.
     }
-    // Otherwise our close frame is still being written; #lingerThenFinish ends it.
+    // Nothing reads any more, and the assembler has let go of an unfinished
+    // message: free both buffers now rather than at the next collection.
+    if (this.#assembly !== null) {
+      detach(this.#assembly);
+      this.#assembly = null;
+    }
+    detach(reader.buffer.buffer);
+  }
+
+  /** Accounts a completed read to the current turn, arming the ticker for the next. */
+  #countRead(): void {
+    if (!ticking) {
+      ticking = true;
+      ticker = setTimeout(endTurn, 0);
+    }
+    if (this.#turn !== turn) {
+      this.#turn = turn;
+      this.#turnReads = 1;
+    } else if (++this.#turnReads === 2) {
+      this.#turnSince = performance.now();
+    }
+  }
+
+  /**
+   * Inflating is the costliest work a read can bring (~1000 times its
+   * bytes): once the messages read in this turn have inflated to maxPayload,
+   * the turn is over for this loop, so one read inflates at most about twice
+   * maxPayload (see DEFLATE_READ_MAX) before every other connection gets its
+   * turn.
+   */
+  #countInflated(bytes: number): void {
+    if (this.#inflatedTurn !== turn) {
+      this.#inflatedTurn = turn;
+      this.#inflated = 0;
+    }
+    this.#inflated += bytes;
+    if (this.#inflated >= this.#host.options.maxPayload) this.#turnReads = READS_PER_TURN;
+  }
+
+  /**
+   * Waits (at most DRAIN_WAIT_MS) until every queue this connection's
+   * messages pushed over its high-water mark is down to its low-water mark;
+   * the ones that are not are too slow to wait for (see "producers that
+   * outrun their consumers").
+   */
+  async #waitForDrain(): Promise<void> {
+    const queues = this.#overfilled!;
+    this.#overfilled = null;
+    const drains: Promise<void>[] = [];
+    for (const queue of queues) {
+      const writer = queue.#writer;
+      if (!queue.#finished && writer.bufferedAmount > queue.#lowWater) {
+        drains.push(writer.drainedTo(queue.#lowWater));
+      }
+    }
+    if (drains.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#stopWaiting = resolve;
+      timer = setTimeout(resolve, DRAIN_WAIT_MS);
+      Promise.all(drains).then(() => resolve());
+    });
+    clearTimeout(timer);
+    this.#stopWaiting = null;
+    for (const queue of queues) {
+      const writer = queue.#writer;
+      const over = writer.bufferedAmount - queue.#lowWater;
+      if (!queue.#finished && over > 0) queue.#slowUntil = writer.writtenBytes + over;
+    }
   }
 
   #feed(): void {
@@ -300,21 +528,50 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   /** A text message: delivered to the application. */
   onText(text: string): void {
+    // A compressed message was read into this buffer and inflated: done with.
+    if (this.#assembly !== null) this.#releaseAssembly(null);
     this.#deliver(text);
   }
 
   /** A binary message: delivered to the application. */
   onBinary(data: Uint8Array): void {
+    if (this.#assembly !== null) this.#releaseAssembly(data);
     this.#deliver(data);
+  }
+
+  /**
+   * The message read into #assembly is complete: its buffer is freed now,
+   * unless it is the very array handed to the application (`delivered`).
+   */
+  #releaseAssembly(delivered: Uint8Array | null): void {
+    const assembly = this.#assembly!;
+    this.#assembly = null;
+    if (delivered === null || delivered.buffer !== assembly) detach(assembly);
   }
 
   /** A ping: answered with a pong carrying the same payload, unless we are closing. */
   onPing(payload: Uint8Array): void {
     if (this.#closeSent) return;
-    // Pongs are owed, but a peer that floods pings and reads nothing must
-    // not grow the send queue without bound: they obey the same limit as sends.
-    if (this.#overBufferLimit()) return;
-    this.#writer.enqueue(this.#encode(Opcode.Pong, payload));
+    // At most one pong waits to be written, answering the latest ping (RFC
+    // 6455 §5.5.3): a peer that floods pings and reads nothing costs one
+    // pong's memory, which a limit on queued wire bytes did not bound.
+    const writer = this.#writer;
+    const waiting = writer.waitingPong;
+    // Fast path for a flood: a waiting pong of the same size is rewritten in
+    // place, no allocation (a ping of up to 125 bytes has a 2-byte header,
+    // then the mask a client adds, then the payload).
+    const start = this.#client ? 6 : 2;
+    if (waiting !== null && waiting.length === start + payload.length) {
+      if (this.#client) {
+        for (let i = 0; i < payload.length; i++) {
+          waiting[start + i] = payload[i] ^ waiting[2 + (i & 3)];
+        }
+      } else {
+        waiting.set(payload, start);
+      }
+      return;
+    }
+    writer.enqueuePong(this.#encode(Opcode.Pong, payload));
   }
 
   /** A pong: the heartbeat is answered. */
@@ -351,18 +608,26 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.messagesReceived++;
     const handlers = this.#host.handlers;
     const handler = handlers.message;
-    if (handler !== undefined) {
-      // #callHandler inlined for the per-message path: a direct call instead
-      // of a rest-arguments array and apply() on every message.
-      try {
-        const result = handler.call(handlers, this.socket, data, this.#host.owner);
-        if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
-      } catch (error) {
-        this.handlerFailed(error);
+    // Whatever the application sends while handling this message is this
+    // connection's doing: a queue it overfills makes it wait (#overBufferLimit).
+    const previous = delivering;
+    delivering = this;
+    try {
+      if (handler !== undefined) {
+        // #callHandler inlined for the per-message path: a direct call instead
+        // of a rest-arguments array and apply() on every message.
+        try {
+          const result = handler.call(handlers, this.socket, data, this.#host.owner);
+          if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+        } catch (error) {
+          this.handlerFailed(error);
+        }
       }
+      const events = this.events;
+      if (events !== null) events.message(data);
+    } finally {
+      delivering = previous;
     }
-    const events = this.events;
-    if (events !== null) events.message(data);
   }
 
   /**
@@ -446,13 +711,25 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   }
 
   /**
-   * The slow-consumer check: over maxBufferedAmount waiting to be written,
-   * the peer is not reading, and the connection is failed with 1008.
+   * The slow-consumer check, before each send: over maxBufferedAmount
+   * waiting to be written, the peer is not reading, and the connection is
+   * failed with 1008. Over the high-water mark (never above that limit),
+   * the connection whose message is being handled is asked to wait before
+   * its next read (see "producers that outrun their consumers"), unless
+   * this queue is too slow to wait for. Under the mark, one comparison.
    */
   #overBufferLimit(): boolean {
-    if (this.#writer.bufferedAmount <= this.#host.options.maxBufferedAmount) return false;
-    this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
-    return true;
+    const buffered = this.#writer.bufferedAmount;
+    if (buffered <= this.#highWater) return false;
+    if (buffered > this.#host.options.maxBufferedAmount) {
+      this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
+      return true;
+    }
+    const producer = delivering;
+    if (producer !== null && this.#writer.writtenBytes >= this.#slowUntil) {
+      (producer.#overfilled ??= new Set()).add(this);
+    }
+    return false;
   }
 
   /** Sends a ping; see {@linkcode Socket.ping}. */
@@ -612,6 +889,8 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#parser.stop();
     this.#assembler.stop();
     this.#writer.abort();
+    this.#overfilled = null;
+    this.#stopWaiting?.();
     try {
       this.#conn.close();
     } catch {

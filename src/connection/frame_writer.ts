@@ -34,6 +34,31 @@ const POOL_PER_CLASS = 8;
 const POOL_MAX_BYTES = 32 * 1024 * 1024;
 const pool: Uint8Array[][] = [];
 let pooledBytes = 0;
+// Writers that have taken buffers from the pool and are still open. When
+// the last one ends, the pool is emptied and its memory freed (detached):
+// the buffers served connections that are gone, and kept for good they left
+// up to POOL_MAX_BYTES in use after, say, a burst of large echoes.
+let poolUsers = 0;
+
+/** Frees `buffer`'s memory at once (nothing may use it afterwards). */
+function detach(buffer: Uint8Array): void {
+  const backing = buffer.buffer;
+  if (!(backing instanceof ArrayBuffer)) return;
+  try {
+    backing.transfer(0);
+  } catch {
+    // Detached already.
+  }
+}
+
+function emptyPool(): void {
+  for (const free of pool) {
+    if (free === undefined) continue;
+    for (const buffer of free) detach(buffer);
+    free.length = 0;
+  }
+  pooledBytes = 0;
+}
 
 function takePooled(size: number): Uint8Array {
   const sizeClass = 32 - Math.clz32(size - 1);
@@ -105,8 +130,21 @@ export class FrameWriter {
   #scheduled = false;
   #failed = false;
   #drainWaiters: (() => void)[] | null = null;
+  // Waiters for the queue to fall to a mark (see drainedTo): made on first use.
+  #lowWaiters: { mark: number; resolve: () => void }[] | null = null;
+  // The pong owed to the peer's most recent ping, not yet taken for writing
+  // (see enqueuePong): at most one waits, whatever the peer sends.
+  #pong: Uint8Array | null = null;
   // Pooled buffers of frames queued by enqueueMessage, returned at drain.
   #owned: Uint8Array[] | null = null;
+  // Whether this writer counts among poolUsers.
+  #usesPool = false;
+  // A write is in flight at the runtime (until its promise settles, even
+  // after abort): buffers it may read must not be freed before.
+  #writing = false;
+  // Pooled buffers dropped by abort while a write was in flight: freed
+  // once it settles.
+  #orphans: Uint8Array[] | null = null;
   // Callbacks made on first use, then reused for every write: an idle
   // connection never writes through the writer and pays for none of them.
   #flush: (() => void) | null = null;
@@ -131,6 +169,14 @@ export class FrameWriter {
    */
   get writtenBytes(): number {
     return this.#writtenBytes;
+  }
+
+  /**
+   * The pong queued by {@linkcode enqueuePong} while it still waits to be
+   * taken for writing (its bytes may then be rewritten in place), else null.
+   */
+  get waitingPong(): Uint8Array | null {
+    return this.#pong;
   }
 
   /** Whether a write failed; nothing more will be written. */
@@ -172,6 +218,27 @@ export class FrameWriter {
   }
 
   /**
+   * Queues a pong, replacing one that is still waiting: RFC 6455 §5.5.3 lets
+   * an endpoint answer only the most recent of several pings. A peer that
+   * floods pings and reads nothing thus makes us hold one pong, not one
+   * allocation per ping (each a few wire bytes but ~100 bytes of memory, so
+   * a wire-byte limit let ~8 M of them pile up). It goes out ahead of data
+   * already queued (control frames may come between any two frames, RFC
+   * 6455 §5.4): the peer's liveness check is not held back by a backlog.
+   */
+  enqueuePong(frame: Uint8Array): void {
+    if (this.#failed) return;
+    const waiting = this.#pong;
+    if (waiting !== null) this.#queued -= waiting.length;
+    this.#pong = frame;
+    this.#queued += frame.length;
+    if (!this.#scheduled && this.#inFlight === null) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flush ??= () => this.#flushQueued());
+    }
+  }
+
+  /**
    * Encodes and queues one data message: text as a text frame, bytes as a
    * binary frame. The frame belongs to this writer alone, so a large binary
    * one is built in a pooled buffer that is recycled once written (no
@@ -193,6 +260,10 @@ export class FrameWriter {
       return;
     }
     const buffer = takePooled(size);
+    if (!this.#usesPool) {
+      this.#usesPool = true;
+      poolUsers++;
+    }
     buffer.set(payload, writeFrameHeader(buffer, 0, true, Opcode.Binary, length));
     (this.#owned ??= []).push(buffer);
     this.enqueue(buffer.length === size ? buffer : buffer.subarray(0, size));
@@ -204,17 +275,38 @@ export class FrameWriter {
     return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
   }
 
+  /**
+   * Resolves once no more than `mark` bytes wait to be written (at once if
+   * that is so now), or the writer failed. Read loops use it to pause a
+   * producer until the queue it filled has drained.
+   */
+  drainedTo(mark: number): Promise<void> {
+    if (this.bufferedAmount <= mark || this.#failed) return Promise.resolve();
+    return new Promise((resolve) => (this.#lowWaiters ??= []).push({ mark, resolve }));
+  }
+
   /** Stops writing and drops what is queued (the socket is gone). */
   abort(): void {
     this.#failed = true;
     this.#queue = [];
     this.#tailBuffer = null;
     this.#tailView = null;
+    this.#pong = null;
     this.#queued = 0;
     this.#inFlight = null;
-    // Not returned to the pool: a write that was in flight may still read them.
+    // Not returned to the pool, and freed only once no write can read them.
+    const owned = this.#owned;
     this.#owned = null;
+    if (owned !== null) {
+      if (this.#writing) this.#orphans = owned;
+      else for (const buffer of owned) detach(buffer);
+    }
+    if (this.#usesPool) {
+      this.#usesPool = false;
+      if (--poolUsers === 0) emptyPool();
+    }
     this.#resolveDrain();
+    this.#resolveLow();
   }
 
   #closeTail(): void {
@@ -242,6 +334,7 @@ export class FrameWriter {
       this.#fail(error);
       return;
     }
+    this.#writing = true;
     pending.then(
       this.#written ??= (n) => this.#onWritten(n),
       this.#writeFailed ??= (error) => this.#fail(error),
@@ -249,9 +342,11 @@ export class FrameWriter {
   }
 
   #onWritten(n: number): void {
+    this.#writing = false;
     const chunk = this.#inFlight;
-    if (this.#failed || chunk === null) return;
+    if (this.#failed || chunk === null) return this.#freeOrphans();
     this.#writtenBytes += n;
+    if (this.#lowWaiters !== null) this.#resolveLow(n);
     const offset = this.#inFlightOffset + n;
     if (offset < chunk.length) {
       this.#write(chunk, offset);
@@ -273,9 +368,18 @@ export class FrameWriter {
   }
 
   #fail(error: unknown): void {
-    if (this.#failed) return;
+    this.#writing = false;
+    if (this.#failed) return this.#freeOrphans();
     this.abort();
     this.#onError.writeFailed(error);
+  }
+
+  /** The write that was in flight at abort has settled: its pooled buffers can go. */
+  #freeOrphans(): void {
+    const orphans = this.#orphans;
+    if (orphans === null) return;
+    this.#orphans = null;
+    for (const buffer of orphans) detach(buffer);
   }
 
   /**
@@ -284,6 +388,7 @@ export class FrameWriter {
    * (joining would only add a copy).
    */
   #take(): Uint8Array {
+    if (this.#pong !== null) this.#takePong();
     const queue = this.#queue;
     if (queue.length === 0) {
       // Only the tail: the common case, written as is.
@@ -315,6 +420,40 @@ export class FrameWriter {
     this.#queue = count === queue.length ? [] : queue.slice(count);
     this.#queued -= total;
     return joined;
+  }
+
+  /** Puts the waiting pong at the head of the queue, so the next write starts with it. */
+  #takePong(): void {
+    const pong = this.#pong!;
+    this.#pong = null;
+    if (this.#queue.length === 0 && this.#tailBuffer === null) {
+      // Nothing else waits: the pong becomes the tail, written alone.
+      this.#tailBuffer = pong.buffer;
+      this.#tailStart = pong.byteOffset;
+      this.#tailEnd = pong.byteOffset + pong.length;
+      this.#tailView = pong;
+      return;
+    }
+    if (this.#tailBuffer !== null) this.#closeTail();
+    this.#queue.unshift(pong);
+  }
+
+  /**
+   * Resolves the drainedTo waiters whose mark the queue has reached (all of
+   * them once the writer failed). `written` is the write just completed;
+   * the in-flight chunk still counts until the caller moves on, so it is
+   * taken off here.
+   */
+  #resolveLow(written = 0): void {
+    const waiters = this.#lowWaiters;
+    if (waiters === null) return;
+    const left = this.#failed ? -1 : this.bufferedAmount - written;
+    let kept: { mark: number; resolve: () => void }[] | null = null;
+    for (const waiter of waiters) {
+      if (left <= waiter.mark) waiter.resolve();
+      else (kept ??= []).push(waiter);
+    }
+    this.#lowWaiters = kept;
   }
 
   #resolveDrain(): void {

@@ -16,6 +16,18 @@ import { type ConnectionField, encodeResponseHead } from "../protocol/handshake.
 // `new Response("text")` or bytes already in memory).
 const PREFETCH_BYTES = 1024 * 1024;
 
+// A body whose length the application declared (a static file) needs no
+// prefetch to learn it: only this much is read ahead, enough for a small
+// file to go out with its head in one write. Reading up to PREFETCH_BYTES
+// ahead of a client that has stopped reading pinned over a MiB per response
+// until idleTimeout dropped it; now such a response holds about this plus
+// the piece being written.
+const READ_AHEAD_BYTES = 64 * 1024;
+
+// Stands in for a piece once written, so the array of prefetched pieces
+// does not keep it alive while the rest is streamed.
+const WRITTEN = new Uint8Array(0);
+
 const encoder = new TextEncoder();
 const CRLF = encoder.encode("\r\n");
 const LAST_CHUNK = encoder.encode("0\r\n\r\n");
@@ -166,8 +178,9 @@ export class ResponseWriter {
       const pieces: Uint8Array[] = [];
       let total = 0;
       let pending: Promise<Read> | null = null;
+      const prefetch = declared === null ? PREFETCH_BYTES : READ_AHEAD_BYTES;
       // Read what is ready now; stop at the first piece that is not.
-      while (total <= PREFETCH_BYTES) {
+      while (total <= prefetch) {
         const read = body.read();
         const result = await readyNow(read);
         if (result === LATE) {
@@ -242,6 +255,7 @@ export class ResponseWriter {
       let piece: Uint8Array;
       if (i < pieces.length) {
         piece = pieces[i];
+        pieces[i] = WRITTEN;
       } else {
         const result = await (pending ?? body.read());
         pending = null;

@@ -124,7 +124,8 @@ function frameKey(frame: Frame): string {
 
 /**
  * What the server must send back for the model's events: an echo per
- * message, a pong per ping, then a close frame echoing the peer's code or
+ * message, a pong per ping (of which the server may leave out all but the
+ * latest of those waiting, see checkLiveCase), then a close frame echoing the peer's code or
  * carrying the error code. Also the code its `close` handler must get
  * (1006 when the stream ends without a close or an error).
  */
@@ -238,22 +239,47 @@ export function checkLiveCase(
   if (result.ending === "deadline") {
     violations.push("the server neither closed nor answered: a hang");
   }
-  const got = result.replies;
+  // Pongs are checked on their own: the server answers only the latest of
+  // the pings waiting for a pong (RFC 6455 §5.5.3) and sends it ahead of
+  // queued data, so they are a subsequence of the model's, in order, ending
+  // with the last ping's when the server closed after answering everything.
+  const isPong = (key: string) => key.startsWith("pong ");
+  const got = result.replies.filter((key) => !isPong(key));
+  const wanted = want.replies.filter((key) => !isPong(key));
   if (want.closes) {
-    if (got.length !== want.replies.length || got.some((key, i) => key !== want.replies[i])) {
+    if (got.length !== wanted.length || got.some((key, i) => key !== wanted[i])) {
       violations.push(
-        `replies ${JSON.stringify(got)} are not the model's ${JSON.stringify(want.replies)}`,
+        `replies ${JSON.stringify(result.replies)} are not the model's ${
+          JSON.stringify(want.replies)
+        }`,
       );
     }
   } else if (
-    result.closeCode !== null || got.length > want.replies.length ||
-    got.some((key, i) => key !== want.replies[i])
+    result.closeCode !== null || got.length > wanted.length ||
+    got.some((key, i) => key !== wanted[i])
   ) {
     violations.push(
-      `replies ${JSON.stringify(got)} are not a prefix of the model's ${
+      `replies ${JSON.stringify(result.replies)} are not a prefix of the model's ${
         JSON.stringify(want.replies)
       }`,
     );
+  }
+  const gotPongs = result.replies.filter(isPong);
+  const wantedPongs = want.replies.filter(isPong);
+  let next = 0;
+  for (const pong of gotPongs) {
+    while (next < wantedPongs.length && wantedPongs[next] !== pong) next++;
+    if (next++ >= wantedPongs.length) {
+      violations.push(
+        `pongs ${JSON.stringify(gotPongs)} are not in order among the model's ${
+          JSON.stringify(wantedPongs)
+        }`,
+      );
+      break;
+    }
+  }
+  if (want.closes && wantedPongs.length > 0 && gotPongs.at(-1) !== wantedPongs.at(-1)) {
+    violations.push(`the last ping was not answered: pongs ${JSON.stringify(gotPongs)}`);
   }
   const messages = model.events.filter((event) => event.type === "text" || event.type === "binary")
     .map(eventKey);
