@@ -92,7 +92,7 @@ export interface ServeConfig {
   keyFile?: string;
   /** Log line format. */
   logFormat: LogFormat;
-  /** Whether to leave out the per-connection log lines. */
+  /** Whether to leave out the per-connection and per-request log lines. */
   quiet: boolean;
   /** Whether to accept permessage-deflate (compression) when clients offer it. */
   deflate: boolean;
@@ -379,7 +379,7 @@ const FLAGS: readonly FlagSpec[] = [
   {
     name: "quiet",
     short: "q",
-    help: "leave out the per-connection log lines",
+    help: "leave out the per-connection and\nper-request log lines",
     shown: "off",
     set(config) {
       config.quiet = true;
