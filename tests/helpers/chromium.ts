@@ -20,7 +20,7 @@ const CANDIDATES = [
 ];
 
 /** How long `launchChromium()` waits for the DevTools endpoint. */
-const LAUNCH_TIMEOUT_MS = 15_000;
+const LAUNCH_TIMEOUT_MS = 45_000;
 /** Default time limit for one CDP command. */
 const SEND_TIMEOUT_MS = 15_000;
 /** Default time limit for `navigate()`. */
