@@ -89,6 +89,7 @@ export {
 } from "./src/protocol/frame_parser.ts";
 export {
   type AssemblyBudget,
+  type BufferLender,
   MessageAssembler,
   type MessageAssemblerOptions,
   type MessageHandler,

@@ -3,6 +3,7 @@
  * the project's server.
  *
  *   deno run -A bench/echo_server.ts PORT [--read-mode read|stream] [--read-buffer-size BYTES]
+ *                                         [--binary-messages copy|view]
  *
  * - `/`          echo: every message is sent back as received (text stays text)
  * - `/broadcast` every message from any client goes to every client connected
@@ -11,7 +12,9 @@
  *
  * Listens on 127.0.0.1 only. The read path can also be chosen with the
  * environment variable `TSUNAGU_READ_MODE` (the flag wins), so both paths can
- * be compared with the same server in one compare.sh run. SIGTERM (what
+ * be compared with the same server in one compare.sh run; likewise
+ * `TSUNAGU_BINARY_MESSAGES` for `--binary-messages` (the `binaryMessages`
+ * option: "copy", the default, or "view"). SIGTERM (what
  * compare.sh sends) and SIGINT shut down gracefully and exit 0.
  *
  * @module
@@ -23,12 +26,14 @@ interface Args {
   port: number;
   readMode: ReadMode;
   readBufferSize: number | undefined;
+  binaryMessages: "copy" | "view";
 }
 
 function usage(message: string): never {
   console.error(
     `echo_server: ${message}\n` +
-      "usage: echo_server.ts PORT [--read-mode read|stream] [--read-buffer-size BYTES]",
+      "usage: echo_server.ts PORT [--read-mode read|stream] [--read-buffer-size BYTES]" +
+      " [--binary-messages copy|view]",
   );
   Deno.exit(2);
 }
@@ -37,6 +42,7 @@ function parseArgs(args: string[]): Args {
   let port: number | undefined;
   let readMode = Deno.env.get("TSUNAGU_READ_MODE") ?? "read";
   let readBufferSize: number | undefined;
+  let binaryMessages = Deno.env.get("TSUNAGU_BINARY_MESSAGES") ?? "copy";
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const [flag, inline] = arg.startsWith("--") && arg.includes("=")
@@ -45,6 +51,7 @@ function parseArgs(args: string[]): Args {
     const value = () => inline ?? args[++i] ?? usage(`${flag} needs a value`);
     if (flag === "--read-mode") readMode = value();
     else if (flag === "--read-buffer-size") readBufferSize = Number(value());
+    else if (flag === "--binary-messages") binaryMessages = value();
     else if (flag.startsWith("--")) usage(`unknown option ${flag}`);
     else port = Number(arg);
   }
@@ -52,7 +59,10 @@ function parseArgs(args: string[]): Args {
     usage("PORT must be an integer from 0 to 65535");
   }
   if (readMode !== "read" && readMode !== "stream") usage(`bad read mode ${readMode}`);
-  return { port, readMode, readBufferSize };
+  if (binaryMessages !== "copy" && binaryMessages !== "view") {
+    usage(`bad binary messages mode ${binaryMessages}`);
+  }
+  return { port, readMode, readBufferSize, binaryMessages };
 }
 
 const TOPIC = "broadcast";
@@ -61,7 +71,7 @@ const TOPIC = "broadcast";
 const BROADCAST = 1;
 const ECHO = 0;
 
-const { port, readMode, readBufferSize } = parseArgs(Deno.args);
+const { port, readMode, readBufferSize, binaryMessages } = parseArgs(Deno.args);
 
 function pathOf(url: string): string {
   const slash = url.indexOf("/", url.indexOf("//") + 2);
@@ -75,8 +85,12 @@ const server = serve<number>({
   port,
   readMode,
   readBufferSize,
+  binaryMessages,
   onListen: ({ hostname, port }) =>
-    console.log(`tsunagu echo_server (readMode ${readMode}) listening on ${hostname}:${port}`),
+    console.log(
+      `tsunagu echo_server (readMode ${readMode}, binaryMessages ${binaryMessages})` +
+        ` listening on ${hostname}:${port}`,
+    ),
 }, {
   open(socket: ServerWebSocket<number>) {
     if (pathOf(socket.url) === "/broadcast") {

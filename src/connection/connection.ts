@@ -24,6 +24,7 @@ import {
   inflateMessage,
 } from "../protocol/permessage_deflate.ts";
 import { SharedMessage } from "./shared_message.ts";
+import { giveBuffer, joinPool, leavePool, takeBuffer } from "./buffer_pool.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { type AssemblyBudget, MessageAssembler, type MessageHandler } from "../protocol/message.ts";
 import type { ResolvedConnectionOptions, SocketHandlers } from "./options.ts";
@@ -273,7 +274,17 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #stopWaiting: (() => void) | null = null;
   // The buffer an unfinished binary message is being read into (seen at
   // direct reads), freed if the connection ends before it is delivered.
+  // Not tracked when lending: those buffers belong to the pool.
   #assembly: ArrayBufferLike | null = null;
+  // Binary messages are lent to the `message` handler (binaryMessages:
+  // "view"): assembly buffers come from the shared pool and go back once
+  // the message has been handled, or the message abandoned. One that goes
+  // back while a direct read still fills it waits for that read to settle
+  // (#returnAfterRead): the pool must never hand out memory a read of ours
+  // may still write into.
+  #lending: boolean;
+  #reading: ArrayBufferLike | null = null;
+  #returnAfterRead: Uint8Array | null = null;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -308,7 +319,10 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
     );
     this.#lowWater = this.#highWater / 2;
+    const lending = this.#lending = host.options.binaryMessages === "view";
+    if (lending) joinPool();
     this.#assembler = new MessageAssembler(this, {
+      lend: lending ? { take: takeBuffer, give: (buffer) => this.#giveBack(buffer) } : undefined,
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
       memory: host.messageMemory,
@@ -393,7 +407,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
         if (target !== null) {
           const buffer = target.buffer;
-          if (buffer !== this.#assembly) {
+          if (buffer !== this.#assembly && !this.#lending) {
             // The message's buffer grew: the old one was copied and dropped.
             if (this.#assembly !== null) detach(this.#assembly);
             this.#assembly = buffer;
@@ -401,12 +415,14 @@ export class Connection<T> implements MessageHandler, SocketTransport {
           // The read that brought this payload's start filled the buffer:
           // the buffer need not grow for the rest.
           reader.keepSize();
+          if (this.#lending) this.#reading = buffer;
           const n = await reader.readInto(target);
           if (n === null || n === 0) break;
           this.#countRead();
           this.bytesReceived += n;
           this.lastReceived = this.#host.now;
           parser.push(target, n);
+          if (this.#reading !== null) this.#readSettled();
           continue;
         }
         // Awaits the runtime's read promise itself: one promise hop per read.
@@ -428,6 +444,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       // A reset or a read on a socket we closed: handled below as a drop.
     } finally {
       reader.release();
+      if (this.#reading !== null) this.#readSettled();
       if (--readLoops === 0 && ticking) {
         clearTimeout(ticker);
         endTurn();
@@ -451,6 +468,22 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       this.#assembly = null;
     }
     detach(reader.buffer.buffer);
+  }
+
+  /** A lent buffer goes back to the pool, unless a direct read is filling it (see #lending). */
+  #giveBack(buffer: Uint8Array): void {
+    if (buffer.buffer === this.#reading) this.#returnAfterRead = buffer;
+    else giveBuffer(buffer);
+  }
+
+  /** The direct read into a lent buffer has settled: the buffer may go back now. */
+  #readSettled(): void {
+    this.#reading = null;
+    const buffer = this.#returnAfterRead;
+    if (buffer !== null) {
+      this.#returnAfterRead = null;
+      giveBuffer(buffer);
+    }
   }
 
   /** Accounts a completed read to the current turn, arming the ticker for the next. */
@@ -624,7 +657,10 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         }
       }
       const events = this.events;
-      if (events !== null) events.message(data);
+      if (events !== null) {
+        // Listeners and iterators may keep what they get: never a lent view.
+        events.message(this.#lending && typeof data !== "string" ? data.slice() : data);
+      }
     } finally {
       delivering = previous;
     }
@@ -889,6 +925,11 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#parser.stop();
     this.#assembler.stop();
     this.#writer.abort();
+    if (this.#lending) {
+      // After the assembler gave back its buffer (stop, above).
+      this.#lending = false;
+      leavePool();
+    }
     this.#overfilled = null;
     this.#stopWaiting?.();
     try {

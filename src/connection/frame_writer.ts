@@ -16,72 +16,16 @@ import {
   slabText,
   writeFrameHeader,
 } from "../protocol/frame.ts";
+import { freeBuffer, giveBuffer, joinPool, leavePool, takeBuffer } from "./buffer_pool.ts";
 
 // Frames are joined into one write up to this size; larger ones go alone.
 const JOIN_LIMIT = 256 * 1024;
 
-// ---- pooled buffers for large frames ----
-//
-// A large binary frame sent by one connection (an echo of a 16 KiB or 1 MiB
-// message) would otherwise be a fresh allocation: zero-filled, page-faulted
-// in, and garbage once written, which made allocation and GC cost more than
-// the copy itself (bench/RESULTS.md, medium echo profile). The writer that
-// owns such a frame hands its buffer back here once everything queued before
-// and with it has been written; the next large send reuses it. Buffers come
-// in power-of-two sizes; the pool keeps a few per size and a bounded total.
-const POOL_MAX_CLASS = 22; // 4 MiB: larger frames are rare enough to allocate
-const POOL_PER_CLASS = 8;
-const POOL_MAX_BYTES = 32 * 1024 * 1024;
-const pool: Uint8Array[][] = [];
-let pooledBytes = 0;
-// Writers that have taken buffers from the pool and are still open. When
-// the last one ends, the pool is emptied and its memory freed (detached):
-// the buffers served connections that are gone, and kept for good they left
-// up to POOL_MAX_BYTES in use after, say, a burst of large echoes.
-let poolUsers = 0;
-
-/** Frees `buffer`'s memory at once (nothing may use it afterwards). */
-function detach(buffer: Uint8Array): void {
-  const backing = buffer.buffer;
-  if (!(backing instanceof ArrayBuffer)) return;
-  try {
-    backing.transfer(0);
-  } catch {
-    // Detached already.
-  }
-}
-
-function emptyPool(): void {
-  for (const free of pool) {
-    if (free === undefined) continue;
-    for (const buffer of free) detach(buffer);
-    free.length = 0;
-  }
-  pooledBytes = 0;
-}
-
-function takePooled(size: number): Uint8Array {
-  const sizeClass = 32 - Math.clz32(size - 1);
-  if (sizeClass > POOL_MAX_CLASS) return new Uint8Array(size);
-  const free = pool[sizeClass];
-  if (free !== undefined && free.length > 0) {
-    const buffer = free.pop()!;
-    pooledBytes -= buffer.length;
-    return buffer;
-  }
-  return new Uint8Array(1 << sizeClass);
-}
-
-function releasePooled(buffer: Uint8Array): void {
-  const length = buffer.length;
-  const sizeClass = 31 - Math.clz32(length);
-  if (sizeClass > POOL_MAX_CLASS || 1 << sizeClass !== length) return;
-  if (pooledBytes + length > POOL_MAX_BYTES) return;
-  const free = pool[sizeClass] ??= [];
-  if (free.length >= POOL_PER_CLASS) return;
-  free.push(buffer);
-  pooledBytes += length;
-}
+// Large binary frames sent by one connection (an echo of a 16 KiB or 1 MiB
+// message) are built in buffers from the shared pool (buffer_pool.ts) and
+// given back once everything queued before and with them has been written:
+// a fresh allocation per message made allocation, page faults and GC cost
+// more than the copy itself (bench/RESULTS.md, medium echo profile).
 
 /**
  * Told when the writer fails (the peer went away); the connection tears
@@ -137,7 +81,7 @@ export class FrameWriter {
   #pong: Uint8Array | null = null;
   // Pooled buffers of frames queued by enqueueMessage, returned at drain.
   #owned: Uint8Array[] | null = null;
-  // Whether this writer counts among poolUsers.
+  // Whether this writer counts among the pool's users.
   #usesPool = false;
   // A write is in flight at the runtime (until its promise settles, even
   // after abort): buffers it may read must not be freed before.
@@ -259,10 +203,10 @@ export class FrameWriter {
       this.enqueue(encodeFrameShared(Opcode.Binary, payload));
       return;
     }
-    const buffer = takePooled(size);
+    const buffer = takeBuffer(size);
     if (!this.#usesPool) {
       this.#usesPool = true;
-      poolUsers++;
+      joinPool();
     }
     buffer.set(payload, writeFrameHeader(buffer, 0, true, Opcode.Binary, length));
     (this.#owned ??= []).push(buffer);
@@ -299,11 +243,11 @@ export class FrameWriter {
     this.#owned = null;
     if (owned !== null) {
       if (this.#writing) this.#orphans = owned;
-      else for (const buffer of owned) detach(buffer);
+      else for (const buffer of owned) freeBuffer(buffer);
     }
     if (this.#usesPool) {
       this.#usesPool = false;
-      if (--poolUsers === 0) emptyPool();
+      leavePool();
     }
     this.#resolveDrain();
     this.#resolveLow();
@@ -362,7 +306,7 @@ export class FrameWriter {
     const owned = this.#owned;
     if (owned !== null) {
       this.#owned = null;
-      for (const buffer of owned) releasePooled(buffer);
+      for (const buffer of owned) giveBuffer(buffer);
     }
     this.#resolveDrain();
   }
@@ -379,7 +323,7 @@ export class FrameWriter {
     const orphans = this.#orphans;
     if (orphans === null) return;
     this.#orphans = null;
-    for (const buffer of orphans) detach(buffer);
+    for (const buffer of orphans) freeBuffer(buffer);
   }
 
   /**

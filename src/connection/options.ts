@@ -51,6 +51,22 @@ export interface ConnectionOptions {
   pongTimeout?: number;
   /** Milliseconds to wait for the peer's close frame (and for queued data to drain) after we send ours. Default 5 000. */
   closeTimeout?: number;
+  /**
+   * What the `message` handler receives for a binary message:
+   * - `"copy"` (default): a `Uint8Array` of its own, the handler's to keep.
+   * - `"view"`: a view of the connection's receive memory, valid only until
+   *   the handler returns (or reaches its first `await`); the same memory
+   *   then holds later messages. Sending it (`send`, `publish`) during the
+   *   call is safe, as sends copy. Keep anything longer with `data.slice()`.
+   *   This is uWebSockets' model, and it saves an allocation per message:
+   *   for messages of many KiB the fresh memory (zeroed and page-faulted
+   *   in) costs more than the rest of receiving them (bench/RESULTS.md,
+   *   "Large messages"). Event listeners and async iterators get a copy
+   *   either way.
+   *
+   * Text messages are strings and always the handler's to keep.
+   */
+  binaryMessages?: "copy" | "view";
 }
 
 /** Connection options after defaults are applied. */
@@ -64,6 +80,7 @@ export const CONNECTION_DEFAULTS: ResolvedConnectionOptions = {
   pingInterval: 30_000,
   pongTimeout: 10_000,
   closeTimeout: 5_000,
+  binaryMessages: "copy",
 };
 
 /**
@@ -125,11 +142,27 @@ export function resolveConnectionOptions(options: ConnectionOptions): ResolvedCo
   for (const name of Object.keys(CONNECTION_DEFAULTS) as (keyof ConnectionOptions)[]) {
     const value = options[name];
     if (value === undefined) continue;
+    if (name === "binaryMessages") {
+      resolved.binaryMessages = checkBinaryMessages(value as string);
+      continue;
+    }
     resolved[name] = DURATIONS.has(name)
-      ? checkDuration(name, value)
-      : checkNonNegative(name, value);
+      ? checkDuration(name, value as number)
+      : checkNonNegative(name, value as number) as never;
   }
   return resolved;
+}
+
+/**
+ * Checks a `binaryMessages` option value.
+ *
+ * @throws {RangeError} for anything but `"copy"` or `"view"`.
+ */
+export function checkBinaryMessages(value: string): "copy" | "view" {
+  if (value !== "copy" && value !== "view") {
+    throw new RangeError(`binaryMessages must be "copy" or "view", got ${value}`);
+  }
+  return value;
 }
 
 /**
@@ -161,7 +194,11 @@ export function resolveConnectionOptions(options: ConnectionOptions): ResolvedCo
 export interface SocketHandlers<T = undefined, S = unknown> {
   /** A connection is open. */
   open?(socket: Socket<T>, server: S): unknown;
-  /** A message arrived: a string for text, a `Uint8Array` the handler may keep for binary. */
+  /**
+   * A message arrived: a string for text, a `Uint8Array` for binary, the
+   * handler's to keep (or, with `binaryMessages: "view"`, valid only during
+   * the call).
+   */
   message?(socket: Socket<T>, data: string | Uint8Array, server: S): unknown;
   /**
    * A connection closed. `code` and `reason` are those of the side that

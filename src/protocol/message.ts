@@ -69,6 +69,29 @@ export interface AssemblyBudget {
 }
 
 /**
+ * Where a lending assembler's message buffers come from and go back to
+ * (see {@linkcode MessageAssemblerOptions.lend}).
+ *
+ * @example
+ * ```ts
+ * import type { BufferLender } from "@tsunagu/ws";
+ * const spare: Uint8Array[] = [];
+ * const lender: BufferLender = {
+ *   take: (size) => spare.find((buffer) => buffer.length >= size)?.subarray(0, size) ??
+ *     new Uint8Array(size),
+ *   give: (buffer) => void spare.push(new Uint8Array(buffer.buffer)),
+ * };
+ * console.log(lender.take(16).length); // 16
+ * ```
+ */
+export interface BufferLender {
+  /** A buffer of `size` bytes, or of at least `size` bytes viewed from its first byte. */
+  take(size: number): Uint8Array;
+  /** A buffer from `take` that nothing uses any more. */
+  give(buffer: Uint8Array): void;
+}
+
+/**
  * Options for {@linkcode MessageAssembler}.
  *
  * @example
@@ -116,6 +139,16 @@ export interface MessageAssemblerOptions {
     code: number;
     message: string;
   };
+  /**
+   * Lends binary messages instead of giving them away: `onBinary` receives a
+   * view that is valid only during the call, and the memory behind it is
+   * reused for later messages. A message that arrived whole in one read is
+   * a view into the caller's read buffer (no copy at all); a longer one is
+   * assembled in a buffer taken from the lender and given back once
+   * `onBinary` returns. Without it, every binary message is a fresh array
+   * that the receiver keeps.
+   */
+  lend?: BufferLender;
 }
 
 // A binary message assembled from several pieces starts with a buffer of
@@ -197,6 +230,8 @@ export class MessageAssembler implements FrameHandler {
   #inflate: MessageAssemblerOptions["inflate"] | null;
   #compressed = false;
   #compressedLimit: number;
+  // Lending binary messages (see MessageAssemblerOptions.lend), else null.
+  #lend: BufferLender | null;
 
   /** Creates an assembler reporting to `out`. */
   constructor(out: MessageHandler, options: MessageAssemblerOptions) {
@@ -205,6 +240,7 @@ export class MessageAssembler implements FrameHandler {
     this.#budget = options.budget ?? null;
     this.#memory = options.memory ?? null;
     this.#inflate = options.inflate ?? null;
+    this.#lend = options.lend ?? null;
     // Deflate may grow incompressible data: by 0.03% with zlib's defaults,
     // by up to 4% with a small memLevel, 12.5% with fixed Huffman codes only.
     this.#compressedLimit = this.#maxPayload + Math.floor(this.#maxPayload / 8) + 1024;
@@ -299,8 +335,20 @@ export class MessageAssembler implements FrameHandler {
     }
     const assembly = this.#assembly;
     const length = this.#assembled;
+    // Forgotten before delivery: whatever onBinary does (close, fail), the
+    // message is no longer in progress. A lent buffer goes back after.
+    this.#assembly = null;
     this.#dropAssembly();
     this.#messageOpcode = 0;
+    if (this.#lend !== null) {
+      if (assembly === null) {
+        this.#out.onBinary(new Uint8Array(0));
+      } else {
+        this.#out.onBinary(length === assembly.length ? assembly : assembly.subarray(0, length));
+        this.#lend.give(assembly);
+      }
+      return !this.#closed;
+    }
     this.#out.onBinary(
       assembly === null
         ? new Uint8Array(0)
@@ -349,6 +397,7 @@ export class MessageAssembler implements FrameHandler {
       ? new Uint8Array(0)
       : assembly.subarray(0, this.#assembled);
     const result = this.#inflate!(compressed, this.#maxPayload);
+    // Inflated into a new buffer: the compressed bytes are done with.
     this.#dropAssembly();
     this.#messageOpcode = 0;
     this.#compressed = false;
@@ -383,8 +432,9 @@ export class MessageAssembler implements FrameHandler {
     const opcode = this.#messageOpcode;
     this.#messageOpcode = 0;
     if (opcode === Opcode.Text) return this.#deliverText(chunk);
-    // A copy, because the chunk lives in the reused read buffer.
-    this.#out.onBinary(chunk.slice());
+    // A copy, because the chunk lives in the reused read buffer; lent as is
+    // when the receiver only borrows it.
+    this.#out.onBinary(this.#lend === null ? chunk.slice() : chunk);
     return !this.#closed;
   }
 
@@ -516,8 +566,18 @@ export class MessageAssembler implements FrameHandler {
         return null;
       }
     }
-    const next = new Uint8Array(capacity);
-    if (assembly !== null) next.set(assembly.subarray(0, this.#assembled));
+    const lend = this.#lend;
+    let next: Uint8Array;
+    if (lend === null) {
+      next = new Uint8Array(capacity);
+    } else {
+      next = lend.take(capacity);
+      if (next.length !== capacity) next = next.subarray(0, capacity);
+    }
+    if (assembly !== null) {
+      next.set(assembly.subarray(0, this.#assembled));
+      lend?.give(assembly);
+    }
     return this.#assembly = next;
   }
 
@@ -559,6 +619,9 @@ export class MessageAssembler implements FrameHandler {
 
   /** Forgets the binary message in progress and gives back what it borrowed. */
   #dropAssembly(): void {
+    // A message that ends unfinished gives its lent buffer back (one that
+    // completed was taken off #assembly before delivery).
+    if (this.#assembly !== null && this.#lend !== null) this.#lend.give(this.#assembly);
     this.#assembly = null;
     this.#assembled = 0;
     if (this.#borrowed !== 0) {

@@ -10,6 +10,7 @@ import {
 } from "../protocol/permessage_deflate.ts";
 import type { ReadMode } from "../connection/byte_reader.ts";
 import {
+  checkBinaryMessages,
   checkDuration,
   checkNonNegative,
   CONNECTION_DEFAULTS,
@@ -401,6 +402,7 @@ export function resolveOptions(options: ServeOptions): ResolvedOptions {
   if (resolved.maxRequestsPerConnection < 1) {
     throw new RangeError("maxRequestsPerConnection must be at least 1");
   }
+  checkBinaryMessages(resolved.binaryMessages);
   if (resolved.readMode !== "read" && resolved.readMode !== "stream") {
     throw new RangeError(`readMode must be "read" or "stream", got ${resolved.readMode}`);
   }

@@ -1,5 +1,5 @@
 // unmask/unmaskWord (src/protocol/mask.ts) against a plain byte loop, for every
-// length around the small/word/SIMD-path thresholds, every alignment and phase.
+// length around the small/word/64-bit-path thresholds, every alignment and phase.
 
 import { unmask, unmaskWord } from "../../src/protocol/mask.ts";
 
@@ -17,8 +17,8 @@ Deno.test("unmask matches a byte loop for every length, offset and phase", () =>
   for (
     const length of [
       ...[0, 1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 63, 64, 65, 66, 67, 127, 128, 300],
-      // The WebAssembly SIMD path (from 512 bytes; pieces of 256 KiB).
-      ...[511, 512, 513, 527, 1000, 4099, 262_144, 262_159, 300_000],
+      // Around the 64-bit path (from 1024 bytes) and long payloads.
+      ...[511, 512, 513, 527, 1000, 1023, 1024, 1025, 1031, 4099, 262_144, 262_159, 300_000],
     ]
   ) {
     for (let offset = 0; offset < 8; offset++) {
