@@ -27,6 +27,19 @@ const JOIN_LIMIT = 256 * 1024;
 // a fresh allocation per message made allocation, page faults and GC cost
 // more than the copy itself (bench/RESULTS.md, medium echo profile).
 
+// Writers with frames queued since the last flush, all flushed by one
+// microtask: a publish to 1,000 subscribers queues one microtask, not 1,000
+// (each a queueMicrotask call and a closure per writer).
+let dirty: FrameWriter[] = [];
+let flushScheduled = false;
+
+function flushDirty(): void {
+  flushScheduled = false;
+  const writers = dirty;
+  dirty = [];
+  for (let i = 0; i < writers.length; i++) writers[i].flush();
+}
+
 /**
  * Told when the writer fails (the peer went away); the connection tears
  * down. An object with a method rather than a callback, so the owner passes
@@ -50,7 +63,9 @@ export interface WriteErrorHandler {
  *   messages queued for one subscriber, is one write with no copy. Only
  *   non-adjacent frames are joined by copying.
  * - No async function, no per-write closure: one `write` promise per batch
- *   with two callbacks allocated once per connection.
+ *   with two callbacks allocated once per connection, and one microtask
+ *   flushes every writer that has something queued (a publish to 1,000
+ *   subscribers schedules one, not 1,000).
  *
  * `bufferedAmount` counts the bytes of frames (headers included) accepted but
  * not yet handed to the kernel.
@@ -91,7 +106,6 @@ export class FrameWriter {
   #orphans: Uint8Array[] | null = null;
   // Callbacks made on first use, then reused for every write: an idle
   // connection never writes through the writer and pays for none of them.
-  #flush: (() => void) | null = null;
   #written: ((n: number) => void) | null = null;
   #writeFailed: ((error: unknown) => void) | null = null;
 
@@ -155,10 +169,7 @@ export class FrameWriter {
       this.#tailEnd = end;
       this.#tailView = view;
     }
-    if (!this.#scheduled && this.#inFlight === null) {
-      this.#scheduled = true;
-      queueMicrotask(this.#flush ??= () => this.#flushQueued());
-    }
+    if (!this.#scheduled && this.#inFlight === null) this.#schedule();
   }
 
   /**
@@ -176,10 +187,7 @@ export class FrameWriter {
     if (waiting !== null) this.#queued -= waiting.length;
     this.#pong = frame;
     this.#queued += frame.length;
-    if (!this.#scheduled && this.#inFlight === null) {
-      this.#scheduled = true;
-      queueMicrotask(this.#flush ??= () => this.#flushQueued());
-    }
+    if (!this.#scheduled && this.#inFlight === null) this.#schedule();
   }
 
   /**
@@ -262,7 +270,17 @@ export class FrameWriter {
     this.#tailView = null;
   }
 
-  #flushQueued(): void {
+  #schedule(): void {
+    this.#scheduled = true;
+    dirty.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      queueMicrotask(flushDirty);
+    }
+  }
+
+  /** Writes what was queued since the last flush (called by the shared flush microtask). */
+  flush(): void {
     this.#scheduled = false;
     if (this.#inFlight !== null || this.#failed || this.#queued === 0) return;
     this.#write(this.#take(), 0);

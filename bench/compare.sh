@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Compares the working tree's server with Deno's built-in WebSocket server and
+# deno_limit (the fastest plain-TypeScript echo on Deno's public API) in one
+# run of the shared wsbench harness, so a change can be checked in minutes.
+#
+#   bench/compare.sh            full: every shape, a noise repeat (~10 min)
+#   bench/compare.sh --quick    before a commit that touches the hot path:
+#                               three shapes (small echo, 16 KiB echo,
+#                               connect), short windows (~1.5 min)
+#   bench/compare.sh [--quick] [wsbench options...] [extra servers...]
+#
+# Servers, in this order (ratios in the tables are to the first):
+#   tsunagu       bench/echo_server.ts, default options
+#   tsunagu_view  the same with binaryMessages "view" (binary messages lent to
+#                 the handler; only the 16 KiB and 1 MiB shapes send binary,
+#                 so the full run measures it there only)
+#   deno_builtin  Deno.serve + Deno.upgradeWebSocket (Rust)
+#   deno_limit    the plain-TypeScript ceiling on Deno
+# Anything else on the command line goes to wsbench's compare.sh: --only
+# SCEN,..., --wait-quiet SEC, or more servers such as `bun` or `c_limit`.
+#
+# The harness lives in ../shared/wsbench (its README explains every column);
+# results go to ~/.cache/tsunagu-wsbench/results/<timestamp>/. The server is
+# pinned to core 0 and the load generator to core 1; other load on the
+# machine shows in the "other procs" column and makes a run repeat.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+wsbench="${WSBENCH_DIR:-$root/../shared/wsbench}"
+if [ ! -x "$wsbench/compare.sh" ]; then
+  echo "compare: wsbench not found at $wsbench (set WSBENCH_DIR)" >&2
+  exit 2
+fi
+server="deno run -A $root/bench/echo_server.ts {PORT}"
+quick=0
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--quick" ]; then quick=1; else args+=("$arg"); fi
+done
+only=()
+if [ "$quick" = 1 ]; then
+  only=(--quick --only echo_small_d1,echo_medium,connect)
+fi
+# The view variant only differs on binary traffic: measure it where there is some.
+view=(tsunagu_view="$server --binary-messages view")
+if [ "$quick" = 0 ] && ! printf '%s\n' "${args[@]}" | grep -q -- '--only'; then
+  # Full run: all shapes for the default server; the view variant is run
+  # again on its own for the binary shapes below.
+  "$wsbench/compare.sh" "${args[@]}" tsunagu="$server" deno_builtin deno_limit
+  exec "$wsbench/compare.sh" --only echo_medium,echo_large "${args[@]}" \
+    tsunagu="$server" "${view[@]}" deno_builtin deno_limit
+fi
+exec "$wsbench/compare.sh" "${only[@]}" "${args[@]}" tsunagu="$server" "${view[@]}" \
+  deno_builtin deno_limit
