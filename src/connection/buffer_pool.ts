@@ -75,12 +75,12 @@ export function takeBuffer(size: number): Uint8Array {
 }
 
 /**
- * Gives back a buffer from {@linkcode takeBuffer} (or a view of one, from
- * its first byte). Nothing may use it afterwards. Buffers the pool has no
- * room for are left to the garbage collector.
+ * Gives back a buffer from {@linkcode takeBuffer} (or any view into one: the
+ * whole ArrayBuffer goes back). Nothing may use it afterwards. Buffers the
+ * pool has no room for are left to the garbage collector.
  */
 export function giveBuffer(buffer: Uint8Array): void {
-  if (users === 0 || buffer.byteOffset !== 0) return;
+  if (users === 0) return;
   const length = buffer.buffer.byteLength;
   const sizeClass = 31 - Math.clz32(length);
   if (sizeClass > POOL_MAX_CLASS || sizeClass < POOL_MIN_CLASS || 1 << sizeClass !== length) {
@@ -89,6 +89,6 @@ export function giveBuffer(buffer: Uint8Array): void {
   if (pooledBytes + length > POOL_MAX_BYTES) return;
   const free = pool[sizeClass] ??= [];
   if (free.length >= POOL_PER_CLASS) return;
-  free.push(buffer.length === length ? buffer : new Uint8Array(buffer.buffer));
+  free.push(buffer.length === length ? buffer : new Uint8Array(buffer.buffer as ArrayBuffer));
   pooledBytes += length;
 }

@@ -172,6 +172,10 @@ let delivering: Connection<any> | null = null;
 // once; the writer does the same with its pooled frames.
 const DETACH_MIN = 16 * 1024;
 
+// Bytes kept free before a lent message's payload in its pooled buffer:
+// the largest server frame header, so the message can be framed in place.
+const LENT_HEADROOM = 10;
+
 /** Frees `buffer`'s memory now (it must be unreachable from anything still in use). */
 function detach(buffer: ArrayBufferLike): void {
   if (buffer.byteLength < DETACH_MIN || !(buffer instanceof ArrayBuffer)) return;
@@ -285,6 +289,11 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #lending: boolean;
   #reading: ArrayBufferLike | null = null;
   #returnAfterRead: Uint8Array | null = null;
+  // While a message assembled in a pooled buffer is lent to the handler:
+  // that message, which `send` may hand to the writer without a copy, and
+  // then the buffer the writer took over (not given back on return).
+  #lent: Uint8Array | null = null;
+  #handedOver: ArrayBufferLike | null = null;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -322,7 +331,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const lending = this.#lending = host.options.binaryMessages === "view";
     if (lending) joinPool();
     this.#assembler = new MessageAssembler(this, {
-      lend: lending ? { take: takeBuffer, give: (buffer) => this.#giveBack(buffer) } : undefined,
+      lend: lending
+        ? { take: (size) => this.#lendBuffer(size), give: (b) => this.#giveBack(b) }
+        : undefined,
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
       memory: host.messageMemory,
@@ -470,9 +481,22 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     detach(reader.buffer.buffer);
   }
 
-  /** A lent buffer goes back to the pool, unless a direct read is filling it (see #lending). */
+  /**
+   * A pooled buffer for a message to be lent, with LENT_HEADROOM bytes
+   * before it: room for the frame header should the application send the
+   * message straight back (see #lent).
+   */
+  #lendBuffer(size: number): Uint8Array {
+    return takeBuffer(size + LENT_HEADROOM).subarray(LENT_HEADROOM);
+  }
+
+  /**
+   * A lent buffer goes back to the pool, unless a direct read is filling it
+   * (see #lending) or the writer took it over (see #lent).
+   */
   #giveBack(buffer: Uint8Array): void {
-    if (buffer.buffer === this.#reading) this.#returnAfterRead = buffer;
+    if (buffer.buffer === this.#handedOver) this.#handedOver = null;
+    else if (buffer.buffer === this.#reading) this.#returnAfterRead = buffer;
     else giveBuffer(buffer);
   }
 
@@ -569,6 +593,17 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** A binary message: delivered to the application. */
   onBinary(data: Uint8Array): void {
     if (this.#assembly !== null) this.#releaseAssembly(data);
+    // A lent message from a pooled buffer (not a view into the read
+    // buffer, which the next read reuses) may go back out without a copy.
+    if (
+      this.#lending && data.byteOffset >= LENT_HEADROOM &&
+      data.buffer !== this.#reader.buffer.buffer
+    ) {
+      this.#lent = data;
+      this.#deliver(data);
+      this.#lent = null;
+      return;
+    }
     this.#deliver(data);
   }
 
@@ -718,6 +753,16 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const compressed = deflate === null ? null : compressedFrame(payload, deflate);
     if (compressed !== null) {
       this.#writer.enqueue(compressed);
+      this.messagesSent++;
+      return true;
+    }
+    if (payload === this.#lent && deflate === null) {
+      // The lent message itself, sent back during the handler (an echo, a
+      // relay): framed in place in its pooled buffer, which the writer takes
+      // over (1 MiB echo: one 1 MiB copy fewer per message).
+      this.#lent = null;
+      this.#handedOver = payload.buffer;
+      this.#writer.enqueueLentMessage(payload);
       this.messagesSent++;
       return true;
     }

@@ -221,6 +221,27 @@ export class FrameWriter {
     this.enqueue(buffer.length === size ? buffer : buffer.subarray(0, size));
   }
 
+  /**
+   * Queues a binary message whose payload sits in a pooled buffer with room
+   * for its frame header just before it (a message lent to the application
+   * and sent back as it is): the header is written in place and the frame
+   * goes out from that buffer, no copy. The writer takes the buffer over
+   * and gives it back to the pool once written, like its own frames.
+   */
+  enqueueLentMessage(payload: Uint8Array): void {
+    if (this.#failed) return;
+    const length = payload.length;
+    const start = payload.byteOffset - frameHeaderSize(length);
+    const whole = new Uint8Array(payload.buffer);
+    writeFrameHeader(whole, start, true, Opcode.Binary, length);
+    if (!this.#usesPool) {
+      this.#usesPool = true;
+      joinPool();
+    }
+    (this.#owned ??= []).push(whole);
+    this.#enqueueRange(whole.buffer, start, payload.byteOffset + length, null);
+  }
+
   /** Resolves once everything queued so far is written (or the writer failed). */
   drained(): Promise<void> {
     if (this.bufferedAmount === 0 || this.#failed) return Promise.resolve();

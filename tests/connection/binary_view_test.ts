@@ -53,6 +53,45 @@ Deno.test("view: echo of every size is identical, whole-read, multi-read and fra
   }
 });
 
+Deno.test("view: a lent message sent back twice and to another socket arrives intact each time", async () => {
+  const sockets: ServerWebSocket<unknown>[] = [];
+  const harness = startServer({ pingInterval: 0, binaryMessages: "view" }, {
+    open(socket) {
+      sockets.push(socket);
+    },
+    message(socket, data) {
+      // The first send may go out from the lent memory itself; the others
+      // must not be disturbed by that.
+      socket.send(data);
+      socket.send(data);
+      for (const other of sockets) if (other !== socket) other.send(data);
+    },
+  });
+  const sender = await TestClient.open(harness.server.url);
+  const watcher = await TestClient.open(harness.server.url);
+  try {
+    await waitUntil(() => sockets.length === 2, "both open", WAIT_MS);
+    for (const [i, size] of [70_000, 1 << 20, (3 << 20) + 5, 1 << 20].entries()) {
+      const bytes = pattern(size, 20 + i);
+      sender.ws.send(bytes);
+      for (
+        const [client, what] of [[sender, "echo 1"], [sender, "echo 2"], [
+          watcher,
+          "relay",
+        ]] as const
+      ) {
+        const got = await client.next(WAIT_MS);
+        assert.ok(got instanceof Uint8Array);
+        assertSameBytes(got, bytes, `${what} of message ${i} (${size} bytes)`);
+      }
+    }
+  } finally {
+    await sender.dispose();
+    await watcher.dispose();
+    await harness.server.shutdown();
+  }
+});
+
 Deno.test("view: the handler borrows, listeners and iterators keep copies of their own", async () => {
   const lent: Uint8Array[] = [];
   const copies: Uint8Array[] = [];
