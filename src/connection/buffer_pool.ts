@@ -89,6 +89,9 @@ export function giveBuffer(buffer: Uint8Array): void {
   if (pooledBytes + length > POOL_MAX_BYTES) return;
   const free = pool[sizeClass] ??= [];
   if (free.length >= POOL_PER_CLASS) return;
+  // Given back twice, a buffer would later be handed to two users at once:
+  // a scan of at most POOL_PER_CLASS entries makes that impossible.
+  for (let i = 0; i < free.length; i++) if (free[i].buffer === buffer.buffer) return;
   free.push(buffer.length === length ? buffer : new Uint8Array(buffer.buffer as ArrayBuffer));
   pooledBytes += length;
 }

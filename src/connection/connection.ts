@@ -175,6 +175,10 @@ const DETACH_MIN = 16 * 1024;
 // Bytes kept free before a lent message's payload in its pooled buffer:
 // the largest server frame header, so the message can be framed in place.
 const LENT_HEADROOM = 10;
+// A lent message that came whole in one read is sent from the read buffer
+// from this length on; below, copying it costs less than a fresh read
+// buffer for the connection.
+const LENT_READ_MIN = 4 * 1024;
 
 /** Frees `buffer`'s memory now (it must be unreachable from anything still in use). */
 function detach(buffer: ArrayBufferLike): void {
@@ -289,11 +293,16 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #lending: boolean;
   #reading: ArrayBufferLike | null = null;
   #returnAfterRead: Uint8Array | null = null;
-  // While a message assembled in a pooled buffer is lent to the handler:
-  // that message, which `send` may hand to the writer without a copy, and
-  // then the buffer the writer took over (not given back on return).
+  // While a message is lent to the handler: that message, which `send` may
+  // hand to the writer without a copy, and whether it lies in the read
+  // buffer (else in a pooled assembly buffer). Then the assembly buffer the
+  // writer took over (not given back when the handler returns), or the
+  // read buffer it took over while the parser goes on through that read
+  // (the read's later messages lie there: they are copied when sent).
   #lent: Uint8Array | null = null;
+  #lentFromRead = false;
   #handedOver: ArrayBufferLike | null = null;
+  #handedOverRead: ArrayBufferLike | null = null;
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -579,6 +588,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     // the buffer is free for the next read as soon as push returns.
     this.#parser.push(reader.buffer, reader.filled);
     reader.filled = 0;
+    this.#handedOverRead = null;
   }
 
   // ---- MessageHandler: events from the assembler ----
@@ -593,16 +603,24 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** A binary message: delivered to the application. */
   onBinary(data: Uint8Array): void {
     if (this.#assembly !== null) this.#releaseAssembly(data);
-    // A lent message from a pooled buffer (not a view into the read
-    // buffer, which the next read reuses) may go back out without a copy.
-    if (
-      this.#lending && data.byteOffset >= LENT_HEADROOM &&
-      data.buffer !== this.#reader.buffer.buffer
-    ) {
-      this.#lent = data;
-      this.#deliver(data);
-      this.#lent = null;
-      return;
+    // A lent message may go back out without a copy: one assembled in a
+    // pooled buffer (room for the header kept before it), or a long one
+    // that came whole in this read (the client's header before it is
+    // longer than ours; the reader then gets another buffer).
+    if (this.#lending) {
+      const backing = data.buffer;
+      const fromRead = backing === this.#reader.buffer.buffer;
+      if (
+        fromRead
+          ? data.length >= LENT_READ_MIN
+          : data.byteOffset >= LENT_HEADROOM && backing !== this.#handedOverRead
+      ) {
+        this.#lent = data;
+        this.#lentFromRead = fromRead;
+        this.#deliver(data);
+        this.#lent = null;
+        return;
+      }
     }
     this.#deliver(data);
   }
@@ -758,10 +776,16 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     }
     if (payload === this.#lent && deflate === null) {
       // The lent message itself, sent back during the handler (an echo, a
-      // relay): framed in place in its pooled buffer, which the writer takes
+      // relay): framed in place where it lies, in a buffer the writer takes
       // over (1 MiB echo: one 1 MiB copy fewer per message).
       this.#lent = null;
-      this.#handedOver = payload.buffer;
+      if (this.#lentFromRead) {
+        const reader = this.#reader;
+        this.#handedOverRead = reader.buffer.buffer;
+        reader.buffer = takeBuffer(reader.buffer.length);
+      } else {
+        this.#handedOver = payload.buffer;
+      }
       this.#writer.enqueueLentMessage(payload);
       this.messagesSent++;
       return true;

@@ -96,6 +96,10 @@ export class FrameWriter {
   #pong: Uint8Array | null = null;
   // Pooled buffers of frames queued by enqueueMessage, returned at drain.
   #owned: Uint8Array[] | null = null;
+  // Buffers of lent messages sent from where they lie (enqueueLentMessage):
+  // returned at drain too, but only dropped at abort, never freed, as the
+  // application or the frame parser may still be reading them.
+  #takenOver: Uint8Array[] | null = null;
   // Whether this writer counts among the pool's users.
   #usesPool = false;
   // A write is in flight at the runtime (until its promise settles, even
@@ -222,11 +226,12 @@ export class FrameWriter {
   }
 
   /**
-   * Queues a binary message whose payload sits in a pooled buffer with room
-   * for its frame header just before it (a message lent to the application
-   * and sent back as it is): the header is written in place and the frame
-   * goes out from that buffer, no copy. The writer takes the buffer over
-   * and gives it back to the pool once written, like its own frames.
+   * Queues a binary message whose payload sits in a buffer with room for
+   * its frame header just before it (a message lent to the application and
+   * sent back as it is, from a pooled buffer or the read buffer where the
+   * client's longer header was): the header is written in place and the
+   * frame goes out from that buffer, no copy. The writer takes the buffer
+   * over and gives it to the pool once written.
    */
   enqueueLentMessage(payload: Uint8Array): void {
     if (this.#failed) return;
@@ -238,7 +243,7 @@ export class FrameWriter {
       this.#usesPool = true;
       joinPool();
     }
-    (this.#owned ??= []).push(whole);
+    (this.#takenOver ??= []).push(whole);
     this.#enqueueRange(whole.buffer, start, payload.byteOffset + length, null);
   }
 
@@ -267,6 +272,7 @@ export class FrameWriter {
     this.#pong = null;
     this.#queued = 0;
     this.#inFlight = null;
+    this.#takenOver = null;
     // Not returned to the pool, and freed only once no write can read them.
     const owned = this.#owned;
     this.#owned = null;
@@ -346,6 +352,11 @@ export class FrameWriter {
     if (owned !== null) {
       this.#owned = null;
       for (const buffer of owned) giveBuffer(buffer);
+    }
+    const takenOver = this.#takenOver;
+    if (takenOver !== null) {
+      this.#takenOver = null;
+      for (const buffer of takenOver) giveBuffer(buffer);
     }
     this.#resolveDrain();
   }

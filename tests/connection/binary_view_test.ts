@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { serve, type ServerWebSocket } from "../../mod.ts";
 import { startServer, TestClient, waitUntil } from "../helpers/harness.ts";
-import { assertSameBytes, clientFrame, pattern } from "../helpers/frames.ts";
+import { assertSameBytes, clientFrame, concat, pattern } from "../helpers/frames.ts";
 import { OP, RawClient } from "../helpers/raw_client.ts";
 
 const WAIT_MS = 10_000;
@@ -49,6 +49,40 @@ Deno.test("view: echo of every size is identical, whole-read, multi-read and fra
   } finally {
     raw.close();
     await client.dispose();
+    await harness.server.shutdown();
+  }
+});
+
+Deno.test("view: many messages in one read, each echoed, arrive intact and in order", async () => {
+  const harness = startServer({ pingInterval: 0, binaryMessages: "view" }, {
+    message(socket, data) {
+      socket.send(data);
+    },
+  });
+  const raw = await RawClient.connect(harness.port);
+  try {
+    await raw.handshake();
+    // Long and short messages back to back, sent in one write: the long
+    // ones may go out from the read buffer itself while the parser still
+    // works through the rest of that read.
+    const sizes = [5000, 100, 20_000, 4096, 70_000, 4095, 16_384, 16_384, 16_384, 1];
+    for (let round = 0; round < 20; round++) {
+      const payloads = sizes.map((size, i) => pattern(size, round * 16 + i));
+      await raw.write(
+        concat(...payloads.map((payload) => clientFrame({ opcode: OP.BINARY, payload }))),
+      );
+      for (const [i, payload] of payloads.entries()) {
+        const frame = await raw.readFrame(WAIT_MS);
+        assert.equal(frame.opcode, OP.BINARY);
+        assertSameBytes(
+          frame.payload,
+          payload,
+          `round ${round}, message ${i} (${payload.length} bytes)`,
+        );
+      }
+    }
+  } finally {
+    raw.close();
     await harness.server.shutdown();
   }
 });
