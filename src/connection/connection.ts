@@ -609,10 +609,14 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     // longer than ours; the reader then gets another buffer).
     if (this.#lending) {
       const backing = data.buffer;
-      const fromRead = backing === this.#reader.buffer.buffer;
+      const read = this.#reader.buffer;
+      const fromRead = backing === read.buffer;
       if (
         fromRead
-          ? data.length >= LENT_READ_MIN
+          // Only a read buffer that is the connection's own, whole
+          // ArrayBuffer can be handed over.
+          ? data.length >= LENT_READ_MIN && read.byteOffset === 0 &&
+            read.length === backing.byteLength
           : data.byteOffset >= LENT_HEADROOM && backing !== this.#handedOverRead
       ) {
         this.#lent = data;
