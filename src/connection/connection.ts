@@ -220,7 +220,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #host: ConnectionHost<T>;
   #conn: Deno.Conn;
   #reader: ByteReader;
-  #writer: FrameWriter;
+  // Made on first write (see #sink): an idle connection never writes, and a
+  // writer is ~250 bytes per connection (idle memory).
+  #writer: FrameWriter | null = null;
   #parser: FrameParser;
   #assembler: MessageAssembler;
   #headers: Headers | (() => Headers);
@@ -285,8 +287,6 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#headers = init.headers;
     this.remoteAddr = init.conn.remoteAddr as Deno.NetAddr;
     this.lastReceived = this.lastPing = host.now;
-    // The writer reports failure to this.writeFailed: no closure per connection.
-    this.#writer = new FrameWriter(init.conn, this);
     const deflate = this.#deflate = init.deflate ?? null;
     this.#client = init.role === "client";
     const { maxPayload, maxBufferedAmount } = host.options;
@@ -339,12 +339,26 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   /** Bytes written to the socket (metrics). */
   get bytesSent(): number {
-    return this.#writer.writtenBytes;
+    return this.#writer === null ? 0 : this.#writer.writtenBytes;
   }
 
   /** Bytes queued and not yet written. */
   get bufferedAmount(): number {
-    return this.#writer.bufferedAmount;
+    return this.#writer === null ? 0 : this.#writer.bufferedAmount;
+  }
+
+  /** The writer, made on first use: everything that queues bytes goes through here. */
+  get #sink(): FrameWriter {
+    return this.#writer ?? this.#makeWriter();
+  }
+
+  #makeWriter(): FrameWriter {
+    // The writer reports failure to this.writeFailed: no closure per connection.
+    const writer = this.#writer = new FrameWriter(this.#conn, this);
+    // A connection that ended before it ever wrote has an aborted writer, as
+    // one made at the start would be by now: it writes nothing.
+    if (this.#finished) writer.abort();
+    return writer;
   }
 
   /** Runs the connection: calls `open`, then reads until the connection ends. */
@@ -495,7 +509,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const drains: Promise<void>[] = [];
     for (const queue of queues) {
       const writer = queue.#writer;
-      if (!queue.#finished && writer.bufferedAmount > queue.#lowWater) {
+      if (writer !== null && !queue.#finished && writer.bufferedAmount > queue.#lowWater) {
         drains.push(writer.drainedTo(queue.#lowWater));
       }
     }
@@ -510,6 +524,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#stopWaiting = null;
     for (const queue of queues) {
       const writer = queue.#writer;
+      if (writer === null) continue;
       const over = writer.bufferedAmount - queue.#lowWater;
       if (!queue.#finished && over > 0) queue.#slowUntil = writer.writtenBytes + over;
     }
@@ -555,7 +570,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     // At most one pong waits to be written, answering the latest ping (RFC
     // 6455 §5.5.3): a peer that floods pings and reads nothing costs one
     // pong's memory, which a limit on queued wire bytes did not bound.
-    const writer = this.#writer;
+    const writer = this.#sink;
     const waiting = writer.waitingPong;
     // Fast path for a flood: a waiting pong of the same size is rewritten in
     // place, no allocation (a ping of up to 125 bytes has a 2-byte header,
@@ -669,11 +684,11 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         ? null
         : compressedFrame(payload, deflate, encodeMaskedFrame);
       if (compressed !== null) {
-        this.#writer.enqueue(compressed);
+        this.#sink.enqueue(compressed);
       } else {
         const text = typeof payload === "string";
         const bytes = text ? textEncoder.encode(payload) : payload;
-        this.#writer.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
+        this.#sink.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
       }
       this.messagesSent++;
       return true;
@@ -681,13 +696,13 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const deflate = this.#deflate;
     const compressed = deflate === null ? null : compressedFrame(payload, deflate);
     if (compressed !== null) {
-      this.#writer.enqueue(compressed);
+      this.#sink.enqueue(compressed);
       this.messagesSent++;
       return true;
     }
     // The writer encodes: this frame is this connection's alone, so a large
     // one can go into a pooled buffer the writer recycles once written.
-    this.#writer.enqueueMessage(payload);
+    this.#sink.enqueueMessage(payload);
     this.messagesSent++;
     return true;
   }
@@ -705,7 +720,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** Queues an encoded data frame, applying the slow-consumer limit. */
   sendFrame(frame: Uint8Array): boolean {
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
-    this.#writer.enqueue(frame);
+    this.#sink.enqueue(frame);
     this.messagesSent++;
     return true;
   }
@@ -719,14 +734,16 @@ export class Connection<T> implements MessageHandler, SocketTransport {
    * this queue is too slow to wait for. Under the mark, one comparison.
    */
   #overBufferLimit(): boolean {
-    const buffered = this.#writer.bufferedAmount;
+    const writer = this.#writer;
+    if (writer === null) return false;
+    const buffered = writer.bufferedAmount;
     if (buffered <= this.#highWater) return false;
     if (buffered > this.#host.options.maxBufferedAmount) {
       this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
       return true;
     }
     const producer = delivering;
-    if (producer !== null && this.#writer.writtenBytes >= this.#slowUntil) {
+    if (producer !== null && writer.writtenBytes >= this.#slowUntil) {
       (producer.#overfilled ??= new Set()).add(this);
     }
     return false;
@@ -738,13 +755,13 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const payload = toPayload(data);
     const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload;
     if (bytes.length > MAX_CONTROL_PAYLOAD) throw new RangeError("ping payload over 125 bytes");
-    this.#writer.enqueue(this.#encode(Opcode.Ping, bytes));
+    this.#sink.enqueue(this.#encode(Opcode.Ping, bytes));
     return true;
   }
 
   /** Resolves when everything queued has been written. */
   drained(): Promise<void> {
-    return this.#writer.drained();
+    return this.#writer === null ? Promise.resolve() : this.#writer.drained();
   }
 
   // ---- closing ----
@@ -771,7 +788,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     // counted from it, the deadline could fire up to a tick early.
     this.closeDeadline = Date.now() + this.#host.options.closeTimeout;
     // Bypasses the send-buffer limit: the close frame must always be queued.
-    this.#writer.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
+    this.#sink.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
   }
 
   /** Fails the connection (RFC 6455 §7.1.7): send close with `code`, then close TCP. */
@@ -793,7 +810,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#finishing = true;
     this.#outcome = { code, reason, wasClean };
     this.#assembler.stop();
-    this.#writer.drained().then(() => this.#lingerThenFinish());
+    this.drained().then(() => this.#lingerThenFinish());
   }
 
   #lingerThenFinish(): void {
@@ -846,7 +863,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   }
 
   #sendHeartbeat(now: number): void {
-    const writer = this.#writer;
+    const writer = this.#sink;
     // Behind queued data the ping only leaves once that data is written.
     const queuedAhead = writer.bufferedAmount > 0;
     writer.enqueue(this.#encode(Opcode.Ping, new Uint8Array(0)));
@@ -866,7 +883,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
    */
   #pongDue(now: number, pongTimeout: number): boolean {
     if (this.#pingEnd !== 0) {
-      const written = this.#writer.writtenBytes;
+      const written = this.#sink.writtenBytes;
       if (written !== this.#pingProgress) {
         this.#pingProgress = written;
         this.#pongClock = now;
@@ -888,7 +905,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#finishing = true;
     this.#parser.stop();
     this.#assembler.stop();
-    this.#writer.abort();
+    this.#writer?.abort();
     this.#overfilled = null;
     this.#stopWaiting?.();
     try {
