@@ -189,6 +189,33 @@ function truncateReason(reason: string): string {
   return new TextDecoder().decode(bytes).replace(/\uFFFD$/, "");
 }
 
+/** A close frame's code and reason. */
+interface CloseFrame {
+  code: number;
+  reason: string;
+}
+
+/** How a connection is closing: made when it starts to, not per open connection. */
+interface Ending {
+  /** The peer's close frame, once received. */
+  closeReceived: CloseFrame | null;
+  /** Our close frame, when we sent ours first. */
+  closeInitiated: CloseFrame | null;
+  /** Why we failed the connection, if we did. */
+  failure: CloseFrame | null;
+  /** What the application will be told once TCP is done. */
+  outcome: CloseInfo | null;
+  /** When our close must be answered by (real time, ms since the epoch); 0 until sent. */
+  deadline: number;
+}
+
+// Connection#flags bits.
+const CLOSE_SENT = 1;
+const FINISHING = 2;
+const PING_OUTSTANDING = 4;
+const READING_STOPPED = 8;
+const LINGERING = 16;
+
 /** One WebSocket connection after a successful upgrade. */
 export class Connection<T> implements MessageHandler, SocketTransport {
   /** The application's view of this connection. */
@@ -215,7 +242,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** Host clock time of the last heartbeat ping queued, outstanding or not. */
   lastPing: number;
   /** When a close we sent must be answered by (real time, ms since the epoch); 0 when not closing. */
-  closeDeadline = 0;
+  get closeDeadline(): number {
+    return this.#ending === null ? 0 : this.#ending.deadline;
+  }
 
   #host: ConnectionHost<T>;
   #conn: Deno.Conn;
@@ -229,33 +258,20 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #topics: Set<string> | null = null;
   #deflate: DeflateParams | null;
   #client: boolean;
-  #closeSent = false;
-  #finishing = false;
   #finished = false;
-  #closeReceived: { code: number; reason: string } | null = null;
-  /** The close frame we sent first (we started the closing handshake); null otherwise. */
-  #closeInitiated: { code: number; reason: string } | null = null;
-  // Heartbeat: whether a ping awaits its pong; where it ends in the writer's
-  // byte stream while it still waits behind queued data (0 once written);
-  // how far the writer had got at the last look; and the time the pong
-  // deadline counts from (see #pongDue).
-  #pingOutstanding = false;
+  // The rarer yes/no states, one bit each of #flags (see the accessors
+  // below): five fields fewer per connection (idle memory).
+  #flags = 0;
+  // How the connection is closing (see Ending); null while it is open, so an
+  // open connection holds one field for all of it (idle memory).
+  #ending: Ending | null = null;
+  // Heartbeat: where the outstanding ping ends in the writer's byte stream
+  // while it still waits behind queued data (0 once written); how far the
+  // writer had got at the last look; and the time the pong deadline counts
+  // from (see #pongDue). Whether a ping awaits its pong is a flag.
   #pingEnd = 0;
   #pingProgress = 0;
   #pongClock = 0;
-  /**
-   * Set when we failed the connection (protocol error, slow consumer,
-   * handler error): the application hears this code however TCP ends
-   * afterwards, even when the peer never reads our close frame and the
-   * close deadline cuts it off.
-   */
-  #failure: { code: number; reason: string } | null = null;
-  /** How the application will be told the connection ended, once TCP is done. */
-  #outcome: CloseInfo | null = null;
-  /** The read loop is over (peer EOF, error, or its close frame read): nothing more will be read. */
-  #readingStopped = false;
-  /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
-  #lingering = false;
   // Fair reading: the turn this loop last read in, its reads in that turn,
   // and when the second of them completed (performance.now()).
   #turn = -1;
@@ -269,13 +285,98 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   // for them before its next read), and while this queue counts as too slow
   // to wait for: until the writer has written past #slowUntil.
   #highWater: number;
-  #lowWater: number;
   #overfilled: Set<Connection<T>> | null = null;
   #slowUntil = 0;
   #stopWaiting: (() => void) | null = null;
   // The buffer an unfinished binary message is being read into (seen at
   // direct reads), freed if the connection ends before it is delivered.
   #assembly: ArrayBufferLike | null = null;
+
+  // ---- state kept in #flags and #ending (idle memory) ----
+
+  /** Our close frame is queued (or written): nothing more may be sent. */
+  get #closeSent(): boolean {
+    return (this.#flags & CLOSE_SENT) !== 0;
+  }
+  set #closeSent(on: boolean) {
+    this.#flags = on ? this.#flags | CLOSE_SENT : this.#flags & ~CLOSE_SENT;
+  }
+  /** The connection is on its way out (#finishAfterFlush or #finish). */
+  get #finishing(): boolean {
+    return (this.#flags & FINISHING) !== 0;
+  }
+  set #finishing(on: boolean) {
+    this.#flags = on ? this.#flags | FINISHING : this.#flags & ~FINISHING;
+  }
+  /** A heartbeat ping awaits its pong. */
+  get #pingOutstanding(): boolean {
+    return (this.#flags & PING_OUTSTANDING) !== 0;
+  }
+  set #pingOutstanding(on: boolean) {
+    this.#flags = on ? this.#flags | PING_OUTSTANDING : this.#flags & ~PING_OUTSTANDING;
+  }
+  /** The read loop is over (peer EOF, error, or its close frame read): nothing more will be read. */
+  get #readingStopped(): boolean {
+    return (this.#flags & READING_STOPPED) !== 0;
+  }
+  set #readingStopped(on: boolean) {
+    this.#flags = on ? this.#flags | READING_STOPPED : this.#flags & ~READING_STOPPED;
+  }
+  /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
+  get #lingering(): boolean {
+    return (this.#flags & LINGERING) !== 0;
+  }
+  set #lingering(on: boolean) {
+    this.#flags = on ? this.#flags | LINGERING : this.#flags & ~LINGERING;
+  }
+
+  /** The record of how the connection is closing, made on first need. */
+  get #closing(): Ending {
+    return this.#ending ??= {
+      closeReceived: null,
+      closeInitiated: null,
+      failure: null,
+      outcome: null,
+      deadline: 0,
+    };
+  }
+  /** The peer's close frame, once received. */
+  get #closeReceived(): CloseFrame | null {
+    return this.#ending === null ? null : this.#ending.closeReceived;
+  }
+  set #closeReceived(frame: CloseFrame | null) {
+    this.#closing.closeReceived = frame;
+  }
+  /** The close frame we sent first (we started the closing handshake); null otherwise. */
+  get #closeInitiated(): CloseFrame | null {
+    return this.#ending === null ? null : this.#ending.closeInitiated;
+  }
+  set #closeInitiated(frame: CloseFrame | null) {
+    this.#closing.closeInitiated = frame;
+  }
+  /**
+   * Set when we failed the connection (protocol error, slow consumer,
+   * handler error): the application hears this code however TCP ends
+   * afterwards, even when the peer never reads our close frame and the
+   * close deadline cuts it off.
+   */
+  get #failure(): CloseFrame | null {
+    return this.#ending === null ? null : this.#ending.failure;
+  }
+  set #failure(frame: CloseFrame | null) {
+    this.#closing.failure = frame;
+  }
+  /** How the application will be told the connection ended, once TCP is done. */
+  get #outcome(): CloseInfo | null {
+    return this.#ending === null ? null : this.#ending.outcome;
+  }
+  set #outcome(info: CloseInfo | null) {
+    this.#closing.outcome = info;
+  }
+  /** The queue size a producer waits for this one to drain to: derived, not a field. */
+  get #lowWater(): number {
+    return this.#highWater / 2;
+  }
 
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
@@ -307,7 +408,6 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       HIGH_WATER_MAX,
       Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
     );
-    this.#lowWater = this.#highWater / 2;
     this.#assembler = new MessageAssembler(this, {
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
@@ -786,7 +886,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.readyState = ReadyState.CLOSING;
     // Real time, not the coarse clock, which may be a housekeeping tick old:
     // counted from it, the deadline could fire up to a tick early.
-    this.closeDeadline = Date.now() + this.#host.options.closeTimeout;
+    this.#closing.deadline = Date.now() + this.#host.options.closeTimeout;
     // Bypasses the send-buffer limit: the close frame must always be queued.
     this.#sink.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
   }
