@@ -18,6 +18,7 @@ import {
   Opcode,
 } from "../protocol/frame.ts";
 import { FrameParser } from "../protocol/frame_parser.ts";
+import { isRejection, parseRequestText } from "../protocol/handshake.ts";
 import {
   compressedFrame,
   type DeflateParams,
@@ -67,7 +68,14 @@ export interface ConnectionInit<T> {
   reader: ByteReader;
   url: string;
   protocol: string;
-  headers: Headers | (() => Headers);
+  /**
+   * The upgrade request's headers: as `Headers`, as a function that makes
+   * them, or as the request head's text (decoded by `decodeRequestHead`),
+   * parsed on first use. The text costs the connection nothing but the
+   * string itself; a function also keeps a closure and its context (~100
+   * bytes per idle connection).
+   */
+  headers: Headers | (() => Headers) | string;
   data: T;
   /** The negotiated permessage-deflate parameters; null without compression. */
   deflate?: DeflateParams | null;
@@ -181,6 +189,12 @@ function detach(buffer: ArrayBufferLike): void {
   }
 }
 
+/** The headers of a request head's text (a head the handshake accepted, so it parses). */
+function headersOf(text: string): Headers {
+  const head = parseRequestText(text);
+  return new Headers(isRejection(head) ? [] : head.headers);
+}
+
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
   if (bytes.length <= MAX_CLOSE_REASON_BYTES) return reason;
@@ -254,7 +268,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #writer: FrameWriter | null = null;
   #parser: FrameParser;
   #assembler: MessageAssembler;
-  #headers: Headers | (() => Headers);
+  #headers: Headers | (() => Headers) | string;
   #topics: Set<string> | null = null;
   #deflate: DeflateParams | null;
   #client: boolean;
@@ -428,8 +442,10 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   /** The upgrade request's headers (built on first use). */
   get headers(): Headers {
-    if (typeof this.#headers === "function") this.#headers = this.#headers();
-    return this.#headers;
+    const source = this.#headers;
+    if (typeof source === "function") return this.#headers = source();
+    if (typeof source === "string") return this.#headers = headersOf(source);
+    return source;
   }
 
   /** The writer failed (the peer went away): drop the connection. */
