@@ -17,7 +17,7 @@ import {
   MAX_CONTROL_PAYLOAD,
   Opcode,
 } from "../protocol/frame.ts";
-import { FrameParser } from "../protocol/frame_parser.ts";
+import { type FrameHandler, FrameParser } from "../protocol/frame_parser.ts";
 import { isRejection, parseRequestText } from "../protocol/handshake.ts";
 import {
   compressedFrame,
@@ -231,7 +231,7 @@ const READING_STOPPED = 8;
 const LINGERING = 16;
 
 /** One WebSocket connection after a successful upgrade. */
-export class Connection<T> implements MessageHandler, SocketTransport {
+export class Connection<T> implements MessageHandler, FrameHandler, SocketTransport {
   /** The application's view of this connection. */
   readonly socket: Socket<T>;
   /** Where events go once the socket has asked for them (listeners, iterators, `closed`). */
@@ -267,7 +267,10 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   // writer is ~250 bytes per connection (idle memory).
   #writer: FrameWriter | null = null;
   #parser: FrameParser;
-  #assembler: MessageAssembler;
+  // Made on the first frame (see #frames): until then the parser reports to
+  // the connection itself. An idle connection never receives one, and an
+  // assembler is ~250 bytes per connection (idle memory).
+  #assembler: MessageAssembler | null = null;
   #headers: Headers | (() => Headers) | string;
   #topics: Set<string> | null = null;
   #deflate: DeflateParams | null;
@@ -422,22 +425,63 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       HIGH_WATER_MAX,
       Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
     );
-    this.#assembler = new MessageAssembler(this, {
-      maxPayload: host.options.maxPayload,
-      budget: host.assemblyBudget,
-      memory: host.messageMemory,
-      inflate: deflate === null ? undefined : (compressed, maxLength) => {
-        const inflated = inflateMessage(compressed, maxLength);
-        if (inflated instanceof Uint8Array) this.#countInflated(inflated.length);
-        return inflated;
-      },
-    });
-    this.#parser = new FrameParser(this.#assembler, {
+    this.#parser = new FrameParser(this, {
       expectMasked: !this.#client,
       // permessage-deflate marks compressed messages with RSV1.
       allowedRsv: deflate === null ? 0 : 0x40,
     });
     this.socket = new Socket<T>(this, init.data);
+  }
+
+  /** The message assembler, made on first use. */
+  #frames(): MessageAssembler {
+    return this.#assembler ?? this.#makeAssembler();
+  }
+
+  #makeAssembler(): MessageAssembler {
+    const host = this.#host;
+    const assembler = this.#assembler = new MessageAssembler(this, {
+      maxPayload: host.options.maxPayload,
+      budget: host.assemblyBudget,
+      memory: host.messageMemory,
+      inflate: this.#deflate === null ? undefined : (compressed, maxLength) => {
+        const inflated = inflateMessage(compressed, maxLength);
+        if (inflated instanceof Uint8Array) this.#countInflated(inflated.length);
+        return inflated;
+      },
+    });
+    // A connection on its way out has a stopped assembler, as one made at
+    // the start would be by now: it delivers nothing more.
+    if (this.#finishing) assembler.stop();
+    // From now on the parser reports to the assembler directly: the
+    // connection stands in only until the first frame.
+    this.#parser.setHandler(assembler);
+    return assembler;
+  }
+
+  // ---- FrameHandler: stands in for the assembler until the first frame ----
+  // The parser's first event on a connection is onFrameStart (or
+  // onFrameError for a bad first header): either makes the assembler and
+  // hands it the event; later events go to the assembler itself.
+
+  /** See {@linkcode FrameHandler.onFrameStart}. */
+  onFrameStart(fin: boolean, rsv: number, opcode: number, length: number): boolean {
+    return this.#frames().onFrameStart(fin, rsv, opcode, length);
+  }
+
+  /** See {@linkcode FrameHandler.onFramePayload}. */
+  onFramePayload(chunk: Uint8Array): boolean {
+    return this.#frames().onFramePayload(chunk);
+  }
+
+  /** See {@linkcode FrameHandler.onFrameEnd}. */
+  onFrameEnd(): boolean {
+    return this.#frames().onFrameEnd();
+  }
+
+  /** See {@linkcode FrameHandler.onFrameError}. */
+  onFrameError(code: number, message: string): void {
+    this.#frames().onFrameError(code, message);
   }
 
   /** The upgrade request's headers (built on first use). */
@@ -925,7 +969,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#outcome = { code, reason, wasClean };
-    this.#assembler.stop();
+    this.#assembler?.stop();
     this.drained().then(() => this.#lingerThenFinish());
   }
 
@@ -1020,7 +1064,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#finished = true;
     this.#finishing = true;
     this.#parser.stop();
-    this.#assembler.stop();
+    this.#assembler?.stop();
     this.#writer?.abort();
     this.#overfilled = null;
     this.#stopWaiting?.();
