@@ -167,3 +167,151 @@ Deno.test("socket listener state: handler properties, listeners and closed", asy
   other.terminate();
   assert.equal((await other.socket.closed).code, 1006);
 });
+
+/** A TCP connection whose reads hand out queued byte chunks, one per read, then wait. */
+class FeedConn extends QuietConn {
+  #chunks: Uint8Array[] = [];
+  #waiting: ((n: number | null) => void) | null = null;
+  #buffer: Uint8Array | null = null;
+
+  feed(bytes: Uint8Array): void {
+    this.#chunks.push(bytes);
+    if (this.#waiting !== null) {
+      const resolve = this.#waiting;
+      this.#waiting = null;
+      resolve(this.#take(this.#buffer!));
+    }
+  }
+
+  override read(buffer: Uint8Array): Promise<number | null> {
+    if (this.closed) return Promise.resolve(null);
+    if (this.#chunks.length > 0) return Promise.resolve(this.#take(buffer));
+    this.#buffer = buffer;
+    return new Promise((resolve) => this.#waiting = resolve);
+  }
+
+  override close(): void {
+    super.close();
+    this.#waiting?.(null);
+    this.#waiting = null;
+  }
+
+  #take(buffer: Uint8Array): number {
+    const chunk = this.#chunks.shift()!;
+    buffer.set(chunk);
+    return chunk.length;
+  }
+}
+
+/** A masked client frame (mask 0x01020304). */
+function masked(first: number, payload: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(6 + payload.length);
+  frame[0] = first;
+  frame[1] = 0x80 | payload.length;
+  frame.set([1, 2, 3, 4], 2);
+  for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i] ^ (i % 4 + 1);
+  return frame;
+}
+
+function openFed(handlers: ConnectionHost<undefined>["handlers"]) {
+  const conn = new FeedConn();
+  const closes: number[] = [];
+  const host: ConnectionHost<undefined> = {
+    options: CONNECTION_DEFAULTS,
+    handlers,
+    owner: null,
+    now: Date.now(),
+    connectionClosed() {},
+    socketClosed(_connection, code) {
+      closes.push(code);
+    },
+    setSubscribed() {},
+    publishFrame() {
+      return 0;
+    },
+    reportError() {},
+  };
+  const reader = new ByteReader(conn as unknown as Deno.Conn, {
+    initialSize: 256,
+    settledSize: 256,
+    maxSize: 256 * 1024,
+    mode: "read",
+  });
+  const connection = new Connection<undefined>(host, {
+    conn: conn as unknown as Deno.Conn,
+    reader,
+    url: "ws://example.test/",
+    protocol: "",
+    headers: new Headers(),
+    data: undefined,
+  });
+  return { conn, connection, closes, loop: connection.run() };
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+Deno.test("the first frame reaches the message assembler made for it; later ones go straight there", async () => {
+  const got: unknown[] = [];
+  const { conn, connection, loop } = openFed({
+    message(_socket, data) {
+      got.push(data);
+    },
+  });
+  // Two messages in one read, then a fragmented one over two reads.
+  const one = masked(0x81, text("one"));
+  const two = masked(0x82, new Uint8Array([1, 2]));
+  const both = new Uint8Array(one.length + two.length);
+  both.set(one);
+  both.set(two, one.length);
+  conn.feed(both);
+  conn.feed(masked(0x01, text("thr")));
+  conn.feed(masked(0x80, text("ee")));
+  conn.feed(masked(0x89, text("p"))); // ping: answered with a pong
+  await waitFor(() => conn.written.length > 0);
+  assert.deepEqual(got, ["one", new Uint8Array([1, 2]), "three"]);
+  assert.deepEqual([...conn.written[0]], [0x8a, 1, 0x70]);
+  connection.terminate();
+  await loop;
+});
+
+Deno.test("a bad first header fails the connection with 1002 (the stand-in hands on the error)", async () => {
+  const got: unknown[] = [];
+  const { conn, closes, loop } = openFed({
+    message(_socket, data) {
+      got.push(data);
+    },
+  });
+  // Unmasked: a client must mask every frame.
+  conn.feed(new Uint8Array([0x81, 1, 0x61]));
+  await waitFor(() => closes.length > 0 || conn.written.length > 0);
+  const close = conn.written[0];
+  assert.deepEqual([close[0], close[2], close[3]], [0x88, 0x03, 0xea]); // close, 1002
+  conn.close();
+  await loop;
+  assert.deepEqual(closes, [1002]);
+  assert.deepEqual(got, []);
+});
+
+Deno.test("frames after the connection failed before its first frame are not delivered", async () => {
+  const got: unknown[] = [];
+  const { conn, closes, loop } = openFed({
+    open() {
+      throw new Error("open failed"); // 1011 before any frame arrived
+    },
+    message(_socket, data) {
+      got.push(data);
+    },
+  });
+  conn.feed(masked(0x81, text("late")));
+  await waitFor(() => conn.written.length > 0);
+  assert.equal(conn.written[0][0], 0x88);
+  conn.close();
+  await loop;
+  assert.deepEqual(got, []);
+  assert.deepEqual(closes, [1011]);
+});
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(condition(), "timed out");
+}
