@@ -17,7 +17,8 @@ import {
   MAX_CONTROL_PAYLOAD,
   Opcode,
 } from "../protocol/frame.ts";
-import { FrameParser } from "../protocol/frame_parser.ts";
+import { type FrameHandler, FrameParser } from "../protocol/frame_parser.ts";
+import { isRejection, parseRequestText } from "../protocol/handshake.ts";
 import {
   compressedFrame,
   type DeflateParams,
@@ -68,7 +69,14 @@ export interface ConnectionInit<T> {
   reader: ByteReader;
   url: string;
   protocol: string;
-  headers: Headers | (() => Headers);
+  /**
+   * The upgrade request's headers: as `Headers`, as a function that makes
+   * them, or as the request head's text (decoded by `decodeRequestHead`),
+   * parsed on first use. The text costs the connection nothing but the
+   * string itself; a function also keeps a closure and its context (~100
+   * bytes per idle connection).
+   */
+  headers: Headers | (() => Headers) | string;
   data: T;
   /** The negotiated permessage-deflate parameters; null without compression. */
   deflate?: DeflateParams | null;
@@ -190,6 +198,12 @@ function detach(buffer: ArrayBufferLike): void {
   }
 }
 
+/** The headers of a request head's text (a head the handshake accepted, so it parses). */
+function headersOf(text: string): Headers {
+  const head = parseRequestText(text);
+  return new Headers(isRejection(head) ? [] : head.headers);
+}
+
 function truncateReason(reason: string): string {
   let bytes = textEncoder.encode(reason);
   if (bytes.length <= MAX_CLOSE_REASON_BYTES) return reason;
@@ -198,8 +212,35 @@ function truncateReason(reason: string): string {
   return new TextDecoder().decode(bytes).replace(/\uFFFD$/, "");
 }
 
+/** A close frame's code and reason. */
+interface CloseFrame {
+  code: number;
+  reason: string;
+}
+
+/** How a connection is closing: made when it starts to, not per open connection. */
+interface Ending {
+  /** The peer's close frame, once received. */
+  closeReceived: CloseFrame | null;
+  /** Our close frame, when we sent ours first. */
+  closeInitiated: CloseFrame | null;
+  /** Why we failed the connection, if we did. */
+  failure: CloseFrame | null;
+  /** What the application will be told once TCP is done. */
+  outcome: CloseInfo | null;
+  /** When our close must be answered by (real time, ms since the epoch); 0 until sent. */
+  deadline: number;
+}
+
+// Connection#flags bits.
+const CLOSE_SENT = 1;
+const FINISHING = 2;
+const PING_OUTSTANDING = 4;
+const READING_STOPPED = 8;
+const LINGERING = 16;
+
 /** One WebSocket connection after a successful upgrade. */
-export class Connection<T> implements MessageHandler, SocketTransport {
+export class Connection<T> implements MessageHandler, FrameHandler, SocketTransport {
   /** The application's view of this connection. */
   readonly socket: Socket<T>;
   /** Where events go once the socket has asked for them (listeners, iterators, `closed`). */
@@ -224,45 +265,39 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** Host clock time of the last heartbeat ping queued, outstanding or not. */
   lastPing: number;
   /** When a close we sent must be answered by (real time, ms since the epoch); 0 when not closing. */
-  closeDeadline = 0;
+  get closeDeadline(): number {
+    return this.#ending === null ? 0 : this.#ending.deadline;
+  }
 
   #host: ConnectionHost<T>;
   #conn: Deno.Conn;
   #reader: ByteReader;
-  #writer: FrameWriter;
+  // Made on first write (see #sink): an idle connection never writes, and a
+  // writer is ~250 bytes per connection (idle memory).
+  #writer: FrameWriter | null = null;
   #parser: FrameParser;
-  #assembler: MessageAssembler;
-  #headers: Headers | (() => Headers);
+  // Made on the first frame (see #frames): until then the parser reports to
+  // the connection itself. An idle connection never receives one, and an
+  // assembler is ~250 bytes per connection (idle memory).
+  #assembler: MessageAssembler | null = null;
+  #headers: Headers | (() => Headers) | string;
   #topics: Set<string> | null = null;
   #deflate: DeflateParams | null;
   #client: boolean;
-  #closeSent = false;
-  #finishing = false;
   #finished = false;
-  #closeReceived: { code: number; reason: string } | null = null;
-  /** The close frame we sent first (we started the closing handshake); null otherwise. */
-  #closeInitiated: { code: number; reason: string } | null = null;
-  // Heartbeat: whether a ping awaits its pong; where it ends in the writer's
-  // byte stream while it still waits behind queued data (0 once written);
-  // how far the writer had got at the last look; and the time the pong
-  // deadline counts from (see #pongDue).
-  #pingOutstanding = false;
+  // The rarer yes/no states, one bit each of #flags (see the accessors
+  // below): five fields fewer per connection (idle memory).
+  #flags = 0;
+  // How the connection is closing (see Ending); null while it is open, so an
+  // open connection holds one field for all of it (idle memory).
+  #ending: Ending | null = null;
+  // Heartbeat: where the outstanding ping ends in the writer's byte stream
+  // while it still waits behind queued data (0 once written); how far the
+  // writer had got at the last look; and the time the pong deadline counts
+  // from (see #pongDue). Whether a ping awaits its pong is a flag.
   #pingEnd = 0;
   #pingProgress = 0;
   #pongClock = 0;
-  /**
-   * Set when we failed the connection (protocol error, slow consumer,
-   * handler error): the application hears this code however TCP ends
-   * afterwards, even when the peer never reads our close frame and the
-   * close deadline cuts it off.
-   */
-  #failure: { code: number; reason: string } | null = null;
-  /** How the application will be told the connection ended, once TCP is done. */
-  #outcome: CloseInfo | null = null;
-  /** The read loop is over (peer EOF, error, or its close frame read): nothing more will be read. */
-  #readingStopped = false;
-  /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
-  #lingering = false;
   // Fair reading: the turn this loop last read in, its reads in that turn,
   // and when the second of them completed (performance.now()).
   #turn = -1;
@@ -276,7 +311,6 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   // for them before its next read), and while this queue counts as too slow
   // to wait for: until the writer has written past #slowUntil.
   #highWater: number;
-  #lowWater: number;
   #overfilled: Set<Connection<T>> | null = null;
   #slowUntil = 0;
   #stopWaiting: (() => void) | null = null;
@@ -304,6 +338,92 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   #handedOver: ArrayBufferLike | null = null;
   #handedOverRead: ArrayBufferLike | null = null;
 
+  // ---- state kept in #flags and #ending (idle memory) ----
+
+  /** Our close frame is queued (or written): nothing more may be sent. */
+  get #closeSent(): boolean {
+    return (this.#flags & CLOSE_SENT) !== 0;
+  }
+  set #closeSent(on: boolean) {
+    this.#flags = on ? this.#flags | CLOSE_SENT : this.#flags & ~CLOSE_SENT;
+  }
+  /** The connection is on its way out (#finishAfterFlush or #finish). */
+  get #finishing(): boolean {
+    return (this.#flags & FINISHING) !== 0;
+  }
+  set #finishing(on: boolean) {
+    this.#flags = on ? this.#flags | FINISHING : this.#flags & ~FINISHING;
+  }
+  /** A heartbeat ping awaits its pong. */
+  get #pingOutstanding(): boolean {
+    return (this.#flags & PING_OUTSTANDING) !== 0;
+  }
+  set #pingOutstanding(on: boolean) {
+    this.#flags = on ? this.#flags | PING_OUTSTANDING : this.#flags & ~PING_OUTSTANDING;
+  }
+  /** The read loop is over (peer EOF, error, or its close frame read): nothing more will be read. */
+  get #readingStopped(): boolean {
+    return (this.#flags & READING_STOPPED) !== 0;
+  }
+  set #readingStopped(on: boolean) {
+    this.#flags = on ? this.#flags | READING_STOPPED : this.#flags & ~READING_STOPPED;
+  }
+  /** Our close frame is written and our side of TCP shut: reading until the peer's EOF. */
+  get #lingering(): boolean {
+    return (this.#flags & LINGERING) !== 0;
+  }
+  set #lingering(on: boolean) {
+    this.#flags = on ? this.#flags | LINGERING : this.#flags & ~LINGERING;
+  }
+
+  /** The record of how the connection is closing, made on first need. */
+  get #closing(): Ending {
+    return this.#ending ??= {
+      closeReceived: null,
+      closeInitiated: null,
+      failure: null,
+      outcome: null,
+      deadline: 0,
+    };
+  }
+  /** The peer's close frame, once received. */
+  get #closeReceived(): CloseFrame | null {
+    return this.#ending === null ? null : this.#ending.closeReceived;
+  }
+  set #closeReceived(frame: CloseFrame | null) {
+    this.#closing.closeReceived = frame;
+  }
+  /** The close frame we sent first (we started the closing handshake); null otherwise. */
+  get #closeInitiated(): CloseFrame | null {
+    return this.#ending === null ? null : this.#ending.closeInitiated;
+  }
+  set #closeInitiated(frame: CloseFrame | null) {
+    this.#closing.closeInitiated = frame;
+  }
+  /**
+   * Set when we failed the connection (protocol error, slow consumer,
+   * handler error): the application hears this code however TCP ends
+   * afterwards, even when the peer never reads our close frame and the
+   * close deadline cuts it off.
+   */
+  get #failure(): CloseFrame | null {
+    return this.#ending === null ? null : this.#ending.failure;
+  }
+  set #failure(frame: CloseFrame | null) {
+    this.#closing.failure = frame;
+  }
+  /** How the application will be told the connection ended, once TCP is done. */
+  get #outcome(): CloseInfo | null {
+    return this.#ending === null ? null : this.#ending.outcome;
+  }
+  set #outcome(info: CloseInfo | null) {
+    this.#closing.outcome = info;
+  }
+  /** The queue size a producer waits for this one to drain to: derived, not a field. */
+  get #lowWater(): number {
+    return this.#highWater / 2;
+  }
+
   constructor(host: ConnectionHost<T>, init: ConnectionInit<T>) {
     this.#host = host;
     this.#conn = init.conn;
@@ -314,8 +434,6 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#headers = init.headers;
     this.remoteAddr = init.conn.remoteAddr as Deno.NetAddr;
     this.lastReceived = this.lastPing = host.now;
-    // The writer reports failure to this.writeFailed: no closure per connection.
-    this.#writer = new FrameWriter(init.conn, this);
     const deflate = this.#deflate = init.deflate ?? null;
     this.#client = init.role === "client";
     const { maxPayload, maxBufferedAmount } = host.options;
@@ -336,23 +454,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       HIGH_WATER_MAX,
       Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
     );
-    this.#lowWater = this.#highWater / 2;
     const lending = this.#lending = host.options.binaryMessages === "view";
     if (lending) joinPool();
-    this.#assembler = new MessageAssembler(this, {
-      lend: lending
-        ? { take: (size) => this.#lendBuffer(size), give: (b) => this.#giveBack(b) }
-        : undefined,
-      maxPayload: host.options.maxPayload,
-      budget: host.assemblyBudget,
-      memory: host.messageMemory,
-      inflate: deflate === null ? undefined : (compressed, maxLength) => {
-        const inflated = inflateMessage(compressed, maxLength);
-        if (inflated instanceof Uint8Array) this.#countInflated(inflated.length);
-        return inflated;
-      },
-    });
-    this.#parser = new FrameParser(this.#assembler, {
+    this.#parser = new FrameParser(this, {
       expectMasked: !this.#client,
       // permessage-deflate marks compressed messages with RSV1.
       allowedRsv: deflate === null ? 0 : 0x40,
@@ -360,10 +464,66 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.socket = new Socket<T>(this, init.data);
   }
 
+  /** The message assembler, made on first use. */
+  #frames(): MessageAssembler {
+    return this.#assembler ?? this.#makeAssembler();
+  }
+
+  #makeAssembler(): MessageAssembler {
+    const host = this.#host;
+    const assembler = this.#assembler = new MessageAssembler(this, {
+      lend: this.#lending
+        ? { take: (size) => this.#lendBuffer(size), give: (b) => this.#giveBack(b) }
+        : undefined,
+      maxPayload: host.options.maxPayload,
+      budget: host.assemblyBudget,
+      memory: host.messageMemory,
+      inflate: this.#deflate === null ? undefined : (compressed, maxLength) => {
+        const inflated = inflateMessage(compressed, maxLength);
+        if (inflated instanceof Uint8Array) this.#countInflated(inflated.length);
+        return inflated;
+      },
+    });
+    // A connection on its way out has a stopped assembler, as one made at
+    // the start would be by now: it delivers nothing more.
+    if (this.#finishing) assembler.stop();
+    // From now on the parser reports to the assembler directly: the
+    // connection stands in only until the first frame.
+    this.#parser.setHandler(assembler);
+    return assembler;
+  }
+
+  // ---- FrameHandler: stands in for the assembler until the first frame ----
+  // The parser's first event on a connection is onFrameStart (or
+  // onFrameError for a bad first header): either makes the assembler and
+  // hands it the event; later events go to the assembler itself.
+
+  /** See {@linkcode FrameHandler.onFrameStart}. */
+  onFrameStart(fin: boolean, rsv: number, opcode: number, length: number): boolean {
+    return this.#frames().onFrameStart(fin, rsv, opcode, length);
+  }
+
+  /** See {@linkcode FrameHandler.onFramePayload}. */
+  onFramePayload(chunk: Uint8Array): boolean {
+    return this.#frames().onFramePayload(chunk);
+  }
+
+  /** See {@linkcode FrameHandler.onFrameEnd}. */
+  onFrameEnd(): boolean {
+    return this.#frames().onFrameEnd();
+  }
+
+  /** See {@linkcode FrameHandler.onFrameError}. */
+  onFrameError(code: number, message: string): void {
+    this.#frames().onFrameError(code, message);
+  }
+
   /** The upgrade request's headers (built on first use). */
   get headers(): Headers {
-    if (typeof this.#headers === "function") this.#headers = this.#headers();
-    return this.#headers;
+    const source = this.#headers;
+    if (typeof source === "function") return this.#headers = source();
+    if (typeof source === "string") return this.#headers = headersOf(source);
+    return source;
   }
 
   /** The writer failed (the peer went away): drop the connection. */
@@ -373,12 +533,26 @@ export class Connection<T> implements MessageHandler, SocketTransport {
 
   /** Bytes written to the socket (metrics). */
   get bytesSent(): number {
-    return this.#writer.writtenBytes;
+    return this.#writer === null ? 0 : this.#writer.writtenBytes;
   }
 
   /** Bytes queued and not yet written. */
   get bufferedAmount(): number {
-    return this.#writer.bufferedAmount;
+    return this.#writer === null ? 0 : this.#writer.bufferedAmount;
+  }
+
+  /** The writer, made on first use: everything that queues bytes goes through here. */
+  get #sink(): FrameWriter {
+    return this.#writer ?? this.#makeWriter();
+  }
+
+  #makeWriter(): FrameWriter {
+    // The writer reports failure to this.writeFailed: no closure per connection.
+    const writer = this.#writer = new FrameWriter(this.#conn, this);
+    // A connection that ended before it ever wrote has an aborted writer, as
+    // one made at the start would be by now: it writes nothing.
+    if (this.#finished) writer.abort();
+    return writer;
   }
 
   /** Runs the connection: calls `open`, then reads until the connection ends. */
@@ -561,7 +735,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const drains: Promise<void>[] = [];
     for (const queue of queues) {
       const writer = queue.#writer;
-      if (!queue.#finished && writer.bufferedAmount > queue.#lowWater) {
+      if (writer !== null && !queue.#finished && writer.bufferedAmount > queue.#lowWater) {
         drains.push(writer.drainedTo(queue.#lowWater));
       }
     }
@@ -576,6 +750,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#stopWaiting = null;
     for (const queue of queues) {
       const writer = queue.#writer;
+      if (writer === null) continue;
       const over = writer.bufferedAmount - queue.#lowWater;
       if (!queue.#finished && over > 0) queue.#slowUntil = writer.writtenBytes + over;
     }
@@ -645,7 +820,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     // At most one pong waits to be written, answering the latest ping (RFC
     // 6455 §5.5.3): a peer that floods pings and reads nothing costs one
     // pong's memory, which a limit on queued wire bytes did not bound.
-    const writer = this.#writer;
+    const writer = this.#sink;
     const waiting = writer.waitingPong;
     // Fast path for a flood: a waiting pong of the same size is rewritten in
     // place, no allocation (a ping of up to 125 bytes has a 2-byte header,
@@ -762,11 +937,11 @@ export class Connection<T> implements MessageHandler, SocketTransport {
         ? null
         : compressedFrame(payload, deflate, encodeMaskedFrame);
       if (compressed !== null) {
-        this.#writer.enqueue(compressed);
+        this.#sink.enqueue(compressed);
       } else {
         const text = typeof payload === "string";
         const bytes = text ? textEncoder.encode(payload) : payload;
-        this.#writer.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
+        this.#sink.enqueue(this.#encode(text ? Opcode.Text : Opcode.Binary, bytes));
       }
       this.messagesSent++;
       return true;
@@ -774,7 +949,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const deflate = this.#deflate;
     const compressed = deflate === null ? null : compressedFrame(payload, deflate);
     if (compressed !== null) {
-      this.#writer.enqueue(compressed);
+      this.#sink.enqueue(compressed);
       this.messagesSent++;
       return true;
     }
@@ -790,13 +965,13 @@ export class Connection<T> implements MessageHandler, SocketTransport {
       } else {
         this.#handedOver = payload.buffer;
       }
-      this.#writer.enqueueLentMessage(payload);
+      this.#sink.enqueueLentMessage(payload);
       this.messagesSent++;
       return true;
     }
     // The writer encodes: this frame is this connection's alone, so a large
     // one can go into a pooled buffer the writer recycles once written.
-    this.#writer.enqueueMessage(payload);
+    this.#sink.enqueueMessage(payload);
     this.messagesSent++;
     return true;
   }
@@ -814,7 +989,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   /** Queues an encoded data frame, applying the slow-consumer limit. */
   sendFrame(frame: Uint8Array): boolean {
     if (this.readyState !== ReadyState.OPEN || this.#overBufferLimit()) return false;
-    this.#writer.enqueue(frame);
+    this.#sink.enqueue(frame);
     this.messagesSent++;
     return true;
   }
@@ -828,14 +1003,16 @@ export class Connection<T> implements MessageHandler, SocketTransport {
    * this queue is too slow to wait for. Under the mark, one comparison.
    */
   #overBufferLimit(): boolean {
-    const buffered = this.#writer.bufferedAmount;
+    const writer = this.#writer;
+    if (writer === null) return false;
+    const buffered = writer.bufferedAmount;
     if (buffered <= this.#highWater) return false;
     if (buffered > this.#host.options.maxBufferedAmount) {
       this.#fail(CloseCode.PolicyViolation, "send buffer limit exceeded: peer is not reading");
       return true;
     }
     const producer = delivering;
-    if (producer !== null && this.#writer.writtenBytes >= this.#slowUntil) {
+    if (producer !== null && writer.writtenBytes >= this.#slowUntil) {
       (producer.#overfilled ??= new Set()).add(this);
     }
     return false;
@@ -847,13 +1024,13 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     const payload = toPayload(data);
     const bytes = typeof payload === "string" ? textEncoder.encode(payload) : payload;
     if (bytes.length > MAX_CONTROL_PAYLOAD) throw new RangeError("ping payload over 125 bytes");
-    this.#writer.enqueue(this.#encode(Opcode.Ping, bytes));
+    this.#sink.enqueue(this.#encode(Opcode.Ping, bytes));
     return true;
   }
 
   /** Resolves when everything queued has been written. */
   drained(): Promise<void> {
-    return this.#writer.drained();
+    return this.#writer === null ? Promise.resolve() : this.#writer.drained();
   }
 
   // ---- closing ----
@@ -878,9 +1055,9 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.readyState = ReadyState.CLOSING;
     // Real time, not the coarse clock, which may be a housekeeping tick old:
     // counted from it, the deadline could fire up to a tick early.
-    this.closeDeadline = Date.now() + this.#host.options.closeTimeout;
+    this.#closing.deadline = Date.now() + this.#host.options.closeTimeout;
     // Bypasses the send-buffer limit: the close frame must always be queued.
-    this.#writer.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
+    this.#sink.enqueue(this.#encode(Opcode.Close, encodeClosePayload(code, reason)));
   }
 
   /** Fails the connection (RFC 6455 §7.1.7): send close with `code`, then close TCP. */
@@ -901,8 +1078,8 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     if (this.#finishing) return;
     this.#finishing = true;
     this.#outcome = { code, reason, wasClean };
-    this.#assembler.stop();
-    this.#writer.drained().then(() => this.#lingerThenFinish());
+    this.#assembler?.stop();
+    this.drained().then(() => this.#lingerThenFinish());
   }
 
   #lingerThenFinish(): void {
@@ -955,7 +1132,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
   }
 
   #sendHeartbeat(now: number): void {
-    const writer = this.#writer;
+    const writer = this.#sink;
     // Behind queued data the ping only leaves once that data is written.
     const queuedAhead = writer.bufferedAmount > 0;
     writer.enqueue(this.#encode(Opcode.Ping, new Uint8Array(0)));
@@ -975,7 +1152,7 @@ export class Connection<T> implements MessageHandler, SocketTransport {
    */
   #pongDue(now: number, pongTimeout: number): boolean {
     if (this.#pingEnd !== 0) {
-      const written = this.#writer.writtenBytes;
+      const written = this.#sink.writtenBytes;
       if (written !== this.#pingProgress) {
         this.#pingProgress = written;
         this.#pongClock = now;
@@ -996,8 +1173,8 @@ export class Connection<T> implements MessageHandler, SocketTransport {
     this.#finished = true;
     this.#finishing = true;
     this.#parser.stop();
-    this.#assembler.stop();
-    this.#writer.abort();
+    this.#assembler?.stop();
+    this.#writer?.abort();
     if (this.#lending) {
       // After the assembler gave back its buffer (stop, above).
       this.#lending = false;

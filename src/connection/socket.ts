@@ -149,6 +149,17 @@ export interface SocketTransport {
   handlerFailed(error: unknown): void;
 }
 
+/** What a socket keeps once the application listens or asks for `closed`. */
+interface Listening {
+  /** The guarded wrapper registered for each listener, so removal finds it. */
+  wrappers: Map<EventListenerOrEventListenerObject, EventListener> | null;
+  onopen: SocketEventHandler;
+  onmessage: SocketEventHandler;
+  onclose: SocketEventHandler;
+  onerror: SocketEventHandler;
+  closed: Promise<CloseInfo> | null;
+}
+
 /**
  * One open WebSocket connection, from either end: the server hands one to
  * its handlers for each accepted upgrade, and `connect()` resolves to one.
@@ -188,13 +199,10 @@ export class Socket<T = undefined> extends EventTarget {
   binaryType: BinaryType = "uint8array";
 
   #transport: SocketTransport;
-  // The guarded wrapper registered for each listener, so removal finds it.
-  #wrappers: Map<EventListenerOrEventListenerObject, EventListener> | null = null;
-  #onopen: SocketEventHandler = null;
-  #onmessage: SocketEventHandler = null;
-  #onclose: SocketEventHandler = null;
-  #onerror: SocketEventHandler = null;
-  #closed: Promise<CloseInfo> | null = null;
+  // Listeners, handler properties and `closed`, made when the application
+  // first uses one of them: most server sockets only ever use handlers, so
+  // they hold one field instead of six (idle memory).
+  #listening: Listening | null = null;
 
   /** Created by the connection it stands for; not for applications to call. */
   constructor(transport: SocketTransport, data: T) {
@@ -240,11 +248,12 @@ export class Socket<T = undefined> extends EventTarget {
 
   /** Resolves when the connection has closed, with the code and reason. */
   get closed(): Promise<CloseInfo> {
-    if (this.#closed === null) {
+    const state = this.#state;
+    if (state.closed === null) {
       const info = this.#transport.closeInfo;
-      this.#closed = info !== null ? Promise.resolve(info) : this.#events().closed();
+      state.closed = info !== null ? Promise.resolve(info) : this.#events().closed();
     }
-    return this.#closed;
+    return state.closed;
   }
 
   /**
@@ -323,31 +332,35 @@ export class Socket<T = undefined> extends EventTarget {
 
   /** Event-handler property, as on the standard `WebSocket`. Never fires on the server: sockets are handed over already open. */
   get onopen(): SocketEventHandler {
-    return this.#onopen;
+    return this.#listening === null ? null : this.#listening.onopen;
   }
   set onopen(listener: SocketEventHandler) {
-    this.#onopen = this.#swapListener("open", this.#onopen, listener);
+    const state = this.#state;
+    state.onopen = this.#swapListener("open", state.onopen, listener);
   }
   /** Event-handler property for `message` events (`event.data` is a string or bytes). */
   get onmessage(): SocketEventHandler {
-    return this.#onmessage;
+    return this.#listening === null ? null : this.#listening.onmessage;
   }
   set onmessage(listener: SocketEventHandler) {
-    this.#onmessage = this.#swapListener("message", this.#onmessage, listener);
+    const state = this.#state;
+    state.onmessage = this.#swapListener("message", state.onmessage, listener);
   }
   /** Event-handler property for the `close` event (a `CloseEvent`). */
   get onclose(): SocketEventHandler {
-    return this.#onclose;
+    return this.#listening === null ? null : this.#listening.onclose;
   }
   set onclose(listener: SocketEventHandler) {
-    this.#onclose = this.#swapListener("close", this.#onclose, listener);
+    const state = this.#state;
+    state.onclose = this.#swapListener("close", state.onclose, listener);
   }
   /** Event-handler property for `error` events (a handler failed). */
   get onerror(): SocketEventHandler {
-    return this.#onerror;
+    return this.#listening === null ? null : this.#listening.onerror;
   }
   set onerror(listener: SocketEventHandler) {
-    this.#onerror = this.#swapListener("error", this.#onerror, listener);
+    const state = this.#state;
+    state.onerror = this.#swapListener("error", state.onerror, listener);
   }
 
   /**
@@ -364,7 +377,7 @@ export class Socket<T = undefined> extends EventTarget {
   ): void {
     if (listener === null) return;
     this.#events().listening = true;
-    const wrappers = this.#wrappers ??= new Map();
+    const wrappers = this.#state.wrappers ??= new Map();
     let guarded = wrappers.get(listener);
     if (guarded === undefined) {
       guarded = (event: Event) => {
@@ -390,7 +403,7 @@ export class Socket<T = undefined> extends EventTarget {
     listener: EventListenerOrEventListenerObject | null,
     options?: boolean | EventListenerOptions,
   ): void {
-    const guarded = listener === null ? undefined : this.#wrappers?.get(listener);
+    const guarded = listener === null ? undefined : this.#listening?.wrappers?.get(listener);
     if (guarded !== undefined) super.removeEventListener(type, guarded, options);
   }
 
@@ -403,6 +416,17 @@ export class Socket<T = undefined> extends EventTarget {
   }
 
   /** The event side, created on first use and handed to the transport to deliver to. */
+  get #state(): Listening {
+    return this.#listening ??= {
+      wrappers: null,
+      onopen: null,
+      onmessage: null,
+      onclose: null,
+      onerror: null,
+      closed: null,
+    };
+  }
+
   #events(): SocketEvents {
     let events = this.#transport.events;
     if (events === null) events = this.#transport.events = new SocketEvents(this);

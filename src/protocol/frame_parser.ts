@@ -123,6 +123,15 @@ export class FrameParser {
     this.#allowedRsv = options.allowedRsv ?? 0;
   }
 
+  /**
+   * Reports to `handler` from the next event on. An owner may give the
+   * parser a stand-in until the first frame and then the real handler (a
+   * connection makes its message assembler on the first frame: idle memory).
+   */
+  setHandler(handler: FrameHandler): void {
+    this.#handler = handler;
+  }
+
   /** Whether the parser stopped on a framing error; it ignores input from then on. */
   get failed(): boolean {
     return this.#state === FAILED;

@@ -213,7 +213,9 @@ export class MessageAssembler implements FrameHandler {
   #held = 0;
   // Text assembly: streaming decoder and decoded pieces.
   #decoder: TextDecoder | null = null;
-  #textParts: string[] = [];
+  // Made by the first piece of a text message that spans reads: most
+  // connections never have one, and idle ones hold no array (idle memory).
+  #textParts: string[] | null = null;
   // Parts before this index are folded runs; those after it are pieces.
   #textFolded = 0;
 
@@ -229,7 +231,6 @@ export class MessageAssembler implements FrameHandler {
   // is compressed (collected like binary, inflated at its end).
   #inflate: MessageAssemblerOptions["inflate"] | null;
   #compressed = false;
-  #compressedLimit: number;
   // Lending binary messages (see MessageAssemblerOptions.lend), else null.
   #lend: BufferLender | null;
 
@@ -241,9 +242,18 @@ export class MessageAssembler implements FrameHandler {
     this.#memory = options.memory ?? null;
     this.#inflate = options.inflate ?? null;
     this.#lend = options.lend ?? null;
-    // Deflate may grow incompressible data: by 0.03% with zlib's defaults,
-    // by up to 4% with a small memLevel, 12.5% with fixed Huffman codes only.
-    this.#compressedLimit = this.#maxPayload + Math.floor(this.#maxPayload / 8) + 1024;
+  }
+
+  /**
+   * The limit on a compressed message's received size. Deflate may grow
+   * incompressible data: by 0.03% with zlib's defaults, by up to 4% with a
+   * small memLevel, 12.5% with fixed Huffman codes only. Derived when
+   * needed (compressed messages over maxPayload only), not a field per
+   * connection.
+   */
+  get #compressedLimit(): number {
+    const maxPayload = this.#maxPayload;
+    return maxPayload + Math.floor(maxPayload / 8) + 1024;
   }
 
   /** Frame header: checks fragment order and the size limit before any payload arrives. */
@@ -449,7 +459,7 @@ export class MessageAssembler implements FrameHandler {
     try {
       const part = decoder.decode(chunk, { stream: true });
       if (part !== "") {
-        const parts = this.#textParts;
+        const parts = this.#textParts ??= [];
         parts.push(part);
         if (parts.length - this.#textFolded === TEXT_FOLD_PARTS) {
           const run = parts.splice(this.#textFolded).join("");
@@ -474,8 +484,11 @@ export class MessageAssembler implements FrameHandler {
       return this.#fail(CloseCode.InvalidPayload, "text message ends inside a UTF-8 sequence");
     }
     const parts = this.#textParts;
-    if (tail !== "") parts.push(tail);
-    const text = parts.length === 1 ? parts[0] : parts.join("");
+    let text = tail;
+    if (parts !== null) {
+      if (tail !== "") parts.push(tail);
+      text = parts.length === 1 ? parts[0] : parts.join("");
+    }
     this.#resetText();
     this.#messageOpcode = 0;
     this.#out.onText(text);
@@ -484,7 +497,7 @@ export class MessageAssembler implements FrameHandler {
 
   #resetText(): void {
     this.#decoder = null;
-    this.#textParts = [];
+    this.#textParts = null;
     this.#textFolded = 0;
     this.#release();
   }

@@ -470,31 +470,60 @@ class ServerCore<T> implements SessionHost<T> {
       pause = 0;
       this.#connectionsAccepted++;
       this.#liveTasks++;
-      this.#handle(conn).then(this.#taskEnded, this.#taskFailed);
+      this.#handle(conn);
     }
   }
 
-  async #handle(conn: Deno.Conn): Promise<void> {
-    if (this.#stopping !== null) {
-      conn.close();
+  /**
+   * Serves one accepted connection (a task counted in #liveTasks): its
+   * requests, then, once upgraded, its WebSocket. Not an async function:
+   * what is alive while a handshake is under way costs far more than its
+   * size in an idle server's memory (it outlives young-generation
+   * collections during a burst of connections, see bench/RESULTS.md, idle
+   * memory), and a suspended async frame with its promise and reactions is
+   * ~450 bytes where this is one closure and one reaction.
+   */
+  #handle(conn: Deno.Conn): void {
+    let session: HttpSession<T>;
+    try {
+      if (this.#stopping !== null) {
+        conn.close();
+        this.#taskEnded();
+        return;
+      }
+      try {
+        (conn as Deno.TcpConn).setNoDelay?.(true);
+      } catch {
+        // Not a TCP connection (or already reset): no Nagle to turn off.
+      }
+      session = new HttpSession<T>(this, conn);
+      this.#sessions.add(session);
+    } catch (error) {
+      this.#taskFailed(error);
       return;
     }
+    session.run().then(
+      (connection) => this.#sessionDone(session, connection),
+      this.#taskFailed,
+    );
+  }
+
+  /** A session ended: with its upgraded connection, or null once it is closed. */
+  #sessionDone(session: HttpSession<T>, connection: Connection<T> | null): void {
     try {
-      (conn as Deno.TcpConn).setNoDelay?.(true);
-    } catch {
-      // Not a TCP connection (or already reset): no Nagle to turn off.
+      this.#sessions.delete(session);
+      // Counted as a task of its own: the session is freed while the
+      // connection lives on, leaving one promise and one reaction per idle
+      // connection (idle memory).
+      if (connection !== null) {
+        this.#liveTasks++;
+        connection.run().then(this.#taskEnded, this.#taskFailed);
+      }
+    } catch (error) {
+      this.#taskFailed(error);
+      return;
     }
-    const session = new HttpSession<T>(this, conn);
-    this.#sessions.add(session);
-    const connection = await session.run();
-    this.#sessions.delete(session);
-    // Counted as a task of its own and not returned: this frame, its promise
-    // and the session are freed while the connection lives on, leaving one
-    // promise and one reaction per idle connection (idle memory).
-    if (connection !== null) {
-      this.#liveTasks++;
-      connection.run().then(this.#taskEnded, this.#taskFailed);
-    }
+    this.#taskEnded();
   }
 
   #housekeeping(): void {
