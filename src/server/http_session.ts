@@ -135,6 +135,11 @@ const HEAD = 2;
 /** A plain request is being answered: the handler, its body, the response. */
 const ANSWERING = 3;
 
+// What #scanHead finds when the buffer holds no complete, acceptable head.
+const HEAD_INCOMPLETE = -1;
+const HEAD_BARE_LF = -2;
+const HEAD_TOO_LARGE = -3;
+
 /**
  * The `info` a `fetch` handler gets: what `Deno.serve` passes (`remoteAddr`,
  * `completed`) and the server, and this request's body limit.
@@ -209,6 +214,8 @@ export class HttpSession<T> implements BodyHost {
   #stopped: (() => void) | null = null;
   /** The one read in flight on the connection, shared by whoever waits for bytes. */
   #filling: Promise<number> | null = null;
+  /** The runtime's read promise while a request head is read (see #serveOne). */
+  #headRead: Promise<number | null> | null = null;
   /** The response being written to a plain HTTP request, if any. */
   #response: ResponseWriter | null = null;
   /** The body of the request being answered, if it has one. */
@@ -317,15 +324,54 @@ export class HttpSession<T> implements BodyHost {
    * another; else the upgraded connection, or null once it is closed.
    */
   async #serveOne(): Promise<Connection<T> | null | true> {
-    const headEnd = await this.#readHead();
-    if (headEnd < 0 || this.#done) return null;
-    const text = decodeRequestHead(this.reader.buffer.subarray(0, headEnd));
+    // The head is read here, not in a helper: every async layer between
+    // this frame and the runtime's read promise is one more promise and
+    // microtask per read, and a connection's first read is most of its
+    // handshake (connect benchmark, bench/RESULTS.md).
+    const reader = this.reader;
+    let scanned = 0;
+    let headEnd: number;
+    while ((headEnd = this.#scanHead(scanned)) === HEAD_INCOMPLETE) {
+      scanned = reader.filled;
+      let n: number;
+      const pending = this.#filling;
+      if (pending !== null) {
+        // A read started by the previous request's watch is still out.
+        n = await pending;
+      } else {
+        // Nobody else reads while a head is awaited (the previous request's
+        // body is detached and its watch has ended), so the runtime's
+        // promise is awaited directly; fill() waits for it if asked.
+        const raw = this.#headRead = reader.readRaw();
+        try {
+          n = reader.commit(await raw);
+        } catch {
+          n = 0;
+        } finally {
+          this.#headRead = null;
+        }
+      }
+      if (n === 0 || this.#done) {
+        this.abort();
+        return null;
+      }
+    }
+    if (headEnd < 0) {
+      await this.#reject(
+        headEnd === HEAD_BARE_LF
+          ? { status: 400, message: "request lines must end in CRLF" }
+          : { status: 431, message: "request head too large" },
+      );
+      return null;
+    }
+    if (this.#done) return null;
+    const text = decodeRequestHead(reader.buffer.subarray(0, headEnd));
     const head = parseRequestText(text);
     if (isRejection(head)) {
       await this.#reject(head);
       return null;
     }
-    this.reader.consume(headEnd);
+    reader.consume(headEnd);
     if (head.version[0] !== 1) {
       await this.#reject({ status: 505, message: "this server speaks HTTP/1.x" });
       return null;
@@ -375,12 +421,21 @@ export class HttpSession<T> implements BodyHost {
 
   /** Reads more into the reader; one read at a time, shared by all who wait. 0 at the end. */
   fill(): Promise<number> {
-    return this.#filling ??= this.#fillOnce();
+    if (this.#filling !== null) return this.#filling;
+    // A head read in flight is not shared (its bytes are the head's): the
+    // next read starts after it.
+    const head = this.#headRead;
+    if (head !== null) {
+      return this.#filling = head.then(() => this.#fillOnce(), () => this.#fillOnce());
+    }
+    return this.#filling = this.#fillOnce();
   }
 
   async #fillOnce(): Promise<number> {
+    const reader = this.reader;
     try {
-      return await this.reader.fill();
+      // readRaw + commit, not reader.fill(): one async layer fewer per read.
+      return reader.commit(await reader.readRaw());
     } catch {
       return 0;
     } finally {
@@ -389,46 +444,33 @@ export class HttpSession<T> implements BodyHost {
   }
 
   /**
-   * Reads until CRLF CRLF; returns the head length, or -1 if the
-   * connection ended (or was refused) first. Empty lines before the request
-   * line are skipped; a bare LF in the head is refused at once.
+   * Looks for the end of the request head in what has been read: its
+   * length, or HEAD_INCOMPLETE (read more), HEAD_BARE_LF or HEAD_TOO_LARGE.
+   * Empty lines before the request line are skipped. `scanned`: how much of
+   * the buffer earlier calls have searched already.
    */
-  async #readHead(): Promise<number> {
+  #scanHead(scanned: number): number {
     const reader = this.reader;
-    const limit = this.#host.options.maxHeaderBytes;
-    let scanned = 0;
-    while (true) {
-      if (reader.filled > 0) {
-        if (this.#phase === IDLE) {
-          // The next request has begun: its head has handshakeTimeout.
-          this.#phase = HEAD;
-          this.#headDeadline = Date.now() + this.#host.options.handshakeTimeout;
-        }
-        const empty = leadingEmptyLines(reader.buffer, reader.filled);
-        if (empty > 0) {
-          reader.consume(empty);
-          scanned = 0;
-        }
-      }
-      if (reader.filled > 0) {
-        const end = findHeadEnd(reader.buffer, Math.max(scanned - 3, 0), reader.filled);
-        if (findBareLf(reader.buffer, scanned, end >= 0 ? end : reader.filled) >= 0) {
-          await this.#reject({ status: 400, message: "request lines must end in CRLF" });
-          return -1;
-        }
-        if (end >= 0 && end <= limit) return end;
-        scanned = reader.filled;
-        if (end > limit || reader.filled >= limit) {
-          await this.#reject({ status: 431, message: "request head too large" });
-          return -1;
-        }
-      }
-      const n = await this.fill();
-      if (n === 0 || this.#done) {
-        this.abort();
-        return -1;
-      }
+    if (reader.filled === 0) return HEAD_INCOMPLETE;
+    if (this.#phase === IDLE) {
+      // The next request has begun: its head has handshakeTimeout.
+      this.#phase = HEAD;
+      this.#headDeadline = Date.now() + this.#host.options.handshakeTimeout;
     }
+    const empty = leadingEmptyLines(reader.buffer, reader.filled);
+    if (empty > 0) {
+      reader.consume(empty);
+      scanned = 0;
+      if (reader.filled === 0) return HEAD_INCOMPLETE;
+    }
+    const limit = this.#host.options.maxHeaderBytes;
+    const end = findHeadEnd(reader.buffer, Math.max(scanned - 3, 0), reader.filled);
+    if (findBareLf(reader.buffer, scanned, end >= 0 ? end : reader.filled) >= 0) {
+      return HEAD_BARE_LF;
+    }
+    if (end >= 0 && end <= limit) return end;
+    if (end > limit || reader.filled >= limit) return HEAD_TOO_LARGE;
+    return HEAD_INCOMPLETE;
   }
 
   async #reject(rejection: HandshakeRejection): Promise<void> {
@@ -573,7 +615,10 @@ export class HttpSession<T> implements BodyHost {
     }
     try {
       try {
-        await writeAll(this.#conn, response);
+        // Inline rather than writeAll(): no async layer around the write.
+        const conn = this.#conn;
+        let written = await conn.write(response);
+        while (written < response.length) written += await conn.write(response.subarray(written));
       } catch {
         // The peer left (or the deadline closed it) before its 101 was
         // written: nothing opened, and nothing for the application to hear.

@@ -125,6 +125,30 @@ Deno.test("acceptKey: matches SHA-1 via WebCrypto for random keys", async () => 
   }
 });
 
+Deno.test("acceptKey: the JavaScript SHA-1 matches WebCrypto at every input length", async () => {
+  // One and two blocks, both sides of each padding boundary, and the
+  // non-ASCII and overlong keys that fall back to node:crypto.
+  for (let length = 0; length <= 140; length++) {
+    let key = "";
+    for (let i = 0; i < length; i++) key += String.fromCharCode(0x20 + ((i * 37 + length) % 95));
+    assert.equal(acceptKey(key), await referenceAccept(key), `length ${length}`);
+  }
+  assert.equal(acceptKey("clé"), await referenceAccept("clé"));
+});
+
+Deno.test("encodeSwitchingProtocols: the plain 101 is byte for byte the general one", () => {
+  const plain = new TextDecoder().decode(encodeSwitchingProtocols(RFC_KEY));
+  assert.equal(
+    plain,
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n`,
+  );
+  const general = new TextDecoder().decode(
+    encodeSwitchingProtocols(RFC_KEY, { headers: [["X-A", "1"]] }),
+  );
+  assert.equal(general, plain.slice(0, -2) + "X-A: 1\r\n\r\n");
+});
+
 Deno.test("parseRequestHead: request line and headers", () => {
   const head = parse(utf8(
     "GET /chat?room=1 HTTP/1.1\r\n" +
