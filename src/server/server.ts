@@ -142,6 +142,44 @@ const ACCEPT_PAUSE_MAX_MS = 100;
 // 32 MiB: two claims at the 16 MiB maxPayload default, or 32 messages of 1 MiB in flight at once.
 const ASSEMBLY_BUDGET_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Objects that come and go by the thousand per second (the handshakes in
+ * progress), as an array: each knows its index and leaves by swapping the
+ * last one into its place. Not a Set: a Set with such churn is rehashed
+ * into a new table every few dozen additions, and V8 links each old table
+ * to its successor (for live iterators) with the entries it held. Once an
+ * old table has been promoted, that link keeps the next table and every
+ * session in it alive through each scavenge until a full collection: in
+ * the connect benchmark ~15% of the young generation survived each
+ * scavenge (1.3% for a server without the Set) and the GC took ~10% of
+ * the CPU. An array's old backing store links to nothing.
+ */
+class SlotList<V extends { slot: number }> {
+  /** The members, in no particular order. */
+  readonly items: V[] = [];
+
+  add(value: V): void {
+    value.slot = this.items.length;
+    this.items.push(value);
+  }
+
+  delete(value: V): void {
+    const at = value.slot;
+    if (at < 0 || this.items[at] !== value) return;
+    const last = this.items.pop()!;
+    if (last !== value) {
+      this.items[at] = last;
+      last.slot = at;
+    }
+    value.slot = -1;
+  }
+
+  clear(): void {
+    for (const value of this.items) value.slot = -1;
+    this.items.length = 0;
+  }
+}
+
 /** A byte allowance shared by one server's connections. */
 class ByteBudget implements AssemblyBudget {
   #left: number;
@@ -320,7 +358,7 @@ class ServerCore<T> implements SessionHost<T> {
   readonly messageMemory: AssemblyBudget;
 
   #listener: Deno.Listener;
-  #sessions = new Set<HttpSession<T>>();
+  #sessions = new SlotList<HttpSession<T>>();
   /** Upgrades writing their 101: they count against maxConnections already. */
   #reservedSlots = 0;
   #topics = new Map<string, Set<Connection<T>>>();
@@ -419,7 +457,7 @@ class ServerCore<T> implements SessionHost<T> {
     // Connection: close) within the timeout, as WebSocket clients get it for
     // their closing handshake.
     const answering: Promise<void>[] = [];
-    for (const session of this.#sessions) {
+    for (const session of [...this.#sessions.items]) {
       const stopped = session.stop();
       if (stopped === true) this.#sessions.delete(session);
       else answering.push(stopped);
@@ -430,7 +468,7 @@ class ServerCore<T> implements SessionHost<T> {
       for (const connection of this.connections) connection.shutdown(code, reason);
     }
     if (waits.length > 0) await waitAtMost(Promise.all(waits), timeout);
-    for (const session of this.#sessions) session.abort();
+    for (const session of [...this.#sessions.items]) session.abort();
     this.#sessions.clear();
     for (const connection of [...this.connections]) connection.terminate();
     clearInterval(this.#timer);
@@ -499,8 +537,11 @@ class ServerCore<T> implements SessionHost<T> {
 
   #housekeeping(): void {
     const now = this.now = Date.now();
-    for (const session of this.#sessions) {
-      if (now >= session.deadline) session.expire(now);
+    // Backwards: a session that leaves at once swaps in one already seen.
+    const sessions = this.#sessions.items;
+    for (let i = sessions.length - 1; i >= 0; i--) {
+      const session = sessions[i];
+      if (session !== undefined && now >= session.deadline) session.expire(now);
     }
     for (const connection of this.connections) connection.tick(now);
   }
