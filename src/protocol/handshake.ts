@@ -675,9 +675,13 @@ export function reasonPhrase(status: number): string {
   return REASONS[status] ?? "";
 }
 
+// Hoisted: a regex literal in the function body is a new RegExp object on
+// every call, two per header of every response.
+const LINE_BREAK = /[\r\n]/;
+
 function formatHeader(name: string, value: string): string {
   // A CR or LF in a header would let a value inject headers of its own.
-  if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
+  if (LINE_BREAK.test(name) || LINE_BREAK.test(value)) {
     throw new TypeError(`header ${JSON.stringify(name)} contains a line break`);
   }
   return `${name}: ${value}\r\n`;
@@ -704,6 +708,52 @@ export function encodeResponseHead(
   framing: number | "chunked" | null,
   connection: ConnectionField = "close",
 ): Uint8Array {
+  return encoder.encode(responseHeadText(status, headers, framing, connection));
+}
+
+/**
+ * {@linkcode encodeResponseHead} followed by `body`, in one new array: the
+ * usual small response goes out in one write. An ASCII head (the usual one)
+ * is copied in char by char, with no call into the runtime's encoder and no
+ * second array to join.
+ */
+export function encodeResponse(
+  status: number,
+  headers: Iterable<[string, string]>,
+  framing: number | "chunked" | null,
+  connection: ConnectionField,
+  body: readonly Uint8Array[],
+  bodyLength: number,
+): Uint8Array {
+  const text = responseHeadText(status, headers, framing, connection);
+  const length = text.length;
+  let bytes = new Uint8Array(length + bodyLength);
+  let at = 0;
+  for (; at < length; at++) {
+    const code = text.charCodeAt(at);
+    if (code > 0x7f) break;
+    bytes[at] = code;
+  }
+  if (at < length) {
+    // A header value with non-ASCII characters: encoded as before (UTF-8).
+    const head = encoder.encode(text);
+    bytes = new Uint8Array(head.length + bodyLength);
+    bytes.set(head);
+    at = head.length;
+  }
+  for (const piece of body) {
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return bytes;
+}
+
+function responseHeadText(
+  status: number,
+  headers: Iterable<[string, string]>,
+  framing: number | "chunked" | null,
+  connection: ConnectionField,
+): string {
   let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
   const add = (value: string, name: string): void => {
     const lower = name.toLowerCase();
@@ -722,7 +772,7 @@ export function encodeResponseHead(
   if (framing === "chunked") head += "Transfer-Encoding: chunked\r\n";
   else if (framing !== null) head += `Content-Length: ${framing}\r\n`;
   if (connection !== null) head += `Connection: ${connection}\r\n`;
-  return encoder.encode(head + "\r\n");
+  return head + "\r\n";
 }
 
 /**

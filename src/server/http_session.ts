@@ -116,6 +116,8 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
 }
 
+const never = (): boolean => false;
+
 function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
@@ -234,6 +236,11 @@ export class HttpSession<T> implements BodyHost {
   #watching = false;
   /** The response is complete: the client's EOF is now expected, not a reason to abort. */
   #finishing = false;
+  // The ResponseWriter's callbacks, made on first use and reused for every
+  // response on the connection (three closures per request otherwise).
+  #onWriting: ((writing: boolean) => void) | null = null;
+  #mayPersist: (() => boolean) | null = null;
+  #prelude: (() => Promise<void> | undefined) | null = null;
 
   constructor(host: SessionHost<T>, conn: Deno.Conn) {
     this.#host = host;
@@ -738,6 +745,16 @@ export class HttpSession<T> implements BodyHost {
         return await this.#bodyFailed();
       }
       const outcome = await this.#respond(response, head, true);
+      if (
+        outcome === "keep" && this.#body === null && !this.#done && !this.#stopping &&
+        !this.#host.stopping
+      ) {
+        // #afterResponse's answer for the usual request (no body, kept
+        // alive), without its async frame.
+        this.#response = null;
+        this.#watching = false;
+        return true;
+      }
       return await this.#afterResponse(outcome);
     } finally {
       info.settle();
@@ -758,6 +775,7 @@ export class HttpSession<T> implements BodyHost {
 
   /** After a response: whether the connection goes on to the next request. */
   async #afterResponse(outcome: WriteOutcome): Promise<boolean> {
+    this.#response = null;
     const body = this.#body;
     this.#body = null;
     if (outcome === "cut" || this.#done) {
@@ -833,10 +851,12 @@ export class HttpSession<T> implements BodyHost {
    * Writes the application's response. `persist`: whether the connection
    * may stay open after it (also subject to {@linkcode #persists}).
    */
-  async #respond(response: Response, head: RequestHead, persist: boolean): Promise<WriteOutcome> {
+  #respond(response: Response, head: RequestHead, persist: boolean): Promise<WriteOutcome> {
+    // Not async: the writer's promise is the caller's to await (one async
+    // layer fewer per response); the caller clears #response.
     if (this.#done) {
       response.body?.cancel().catch(() => {});
-      return "cut";
+      return Promise.resolve("cut");
     }
     if (response.bodyUsed || response.body?.locked) {
       // Thrown to run(), which answers 500 and reports it.
@@ -846,20 +866,21 @@ export class HttpSession<T> implements BodyHost {
     this.#host.httpResponded(response.status);
     // A write that makes no progress for idleTimeout (a client that stopped
     // reading) drops the client; waiting for the body to be produced does not.
-    const stall = this.#host.options.idleTimeout;
     const writer = this.#response = new ResponseWriter(
       this.#conn,
-      (writing) => {
+      this.#onWriting ??= (writing) => {
+        const stall = this.#host.options.idleTimeout;
         this.#writeDeadline = writing && stall > 0 ? Date.now() + stall : Infinity;
       },
-      persist ? () => this.#persists() : () => false,
+      persist ? this.#mayPersist ??= () => this.#persists() : never,
       // A 100 Continue may start while the response is being prepared
       // (a handler that streams its request body back): it goes out first.
-      () => this.#interim ?? undefined,
+      // None owed (the usual request): no prelude to ask about.
+      this.#interim === null && !this.#continueOwed
+        ? null
+        : this.#prelude ??= () => this.#interim ?? undefined,
     );
-    const outcome = await writer.write(response, head);
-    this.#response = null;
-    return outcome;
+    return writer.write(response, head);
   }
 
   /**
