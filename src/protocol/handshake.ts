@@ -215,20 +215,23 @@ export function parseRequestText(text: string): RequestHead | HandshakeRejection
       return { status: 431, message: `more than ${MAX_HEADER_FIELDS} header fields` };
     }
     lineEnd = text.indexOf("\r\n", lineStart);
-    const line = text.slice(lineStart, lineEnd);
-    const colon = line.indexOf(":");
-    if (colon <= 0) return { status: 400, message: "malformed header line" };
-    const name = line.slice(0, colon);
+    // Positions in the head itself, not in a copy of the line: one string
+    // fewer per header line.
+    const colon = text.indexOf(":", lineStart);
+    if (colon <= lineStart || colon > lineEnd) {
+      return { status: 400, message: "malformed header line" };
+    }
+    const name = text.slice(lineStart, colon);
     if (!TOKEN.test(name)) return { status: 400, message: "malformed header name" };
     // Only SP and HTAB are optional whitespace: String#trim would also drop
     // control characters (and latin1 0xA0) before the value check sees them.
     // Two index scans, so every character is looked at once at most: linear
     // whatever the value holds.
     let start = colon + 1;
-    let end = line.length;
-    while (start < end && isOws(line.charCodeAt(start))) start++;
-    while (end > start && isOws(line.charCodeAt(end - 1))) end--;
-    const value = line.slice(start, end);
+    let end = lineEnd;
+    while (start < end && isOws(text.charCodeAt(start))) start++;
+    while (end > start && isOws(text.charCodeAt(end - 1))) end--;
+    const value = text.slice(start, end);
     if (!FIELD_VALUE.test(value)) return { status: 400, message: "invalid header value" };
     headers.push([name.toLowerCase(), value]);
   }
@@ -352,27 +355,62 @@ export function isRejection(value: object): value is HandshakeRejection {
   return "status" in value;
 }
 
+// What headerValues and headerList return when the head has no such field
+// (most lookups: Content-Length, Transfer-Encoding, Expect, ... on a GET):
+// shared, and frozen so that no caller can change it for the others.
+const NONE: string[] = Object.freeze([]) as unknown as string[];
+
 /** All values of header `name` (lower case), in order. */
 export function headerValues(head: RequestHead, name: string): string[] {
-  const values: string[] = [];
-  for (const [key, value] of head.headers) if (key === name) values.push(value);
-  return values;
+  // Called several times per request: no array unless the field is there.
+  const headers = head.headers;
+  let values: string[] | null = null;
+  for (let i = 0; i < headers.length; i++) {
+    const field = headers[i];
+    if (field[0] === name) (values ??= []).push(field[1]);
+  }
+  return values ?? NONE;
 }
 
 /** The comma-separated list elements of header `name`, trimmed, empty ones dropped. */
 export function headerList(head: RequestHead, name: string): string[] {
-  const items: string[] = [];
-  for (const value of headerValues(head, name)) {
+  const headers = head.headers;
+  let items: string[] | null = null;
+  for (let i = 0; i < headers.length; i++) {
+    const field = headers[i];
+    if (field[0] !== name) continue;
+    const value = field[1];
+    if (!value.includes(",")) {
+      // One element (the usual value): no split.
+      const trimmed = value.trim();
+      if (trimmed !== "") (items ??= []).push(trimmed);
+      continue;
+    }
     for (const item of value.split(",")) {
       const trimmed = item.trim();
-      if (trimmed !== "") items.push(trimmed);
+      if (trimmed !== "") (items ??= []).push(trimmed);
     }
   }
-  return items;
+  return items ?? NONE;
 }
 
+/** Whether header `name` lists `token` (lower case), compared case-insensitively. */
 function hasToken(head: RequestHead, name: string, token: string): boolean {
-  return headerList(head, name).some((item) => item.toLowerCase() === token);
+  // headerList(...).some(...) without the arrays.
+  const headers = head.headers;
+  for (let i = 0; i < headers.length; i++) {
+    const field = headers[i];
+    if (field[0] !== name) continue;
+    const value = field[1];
+    if (!value.includes(",")) {
+      if (value.trim().toLowerCase() === token) return true;
+      continue;
+    }
+    for (const item of value.split(",")) {
+      if (item.trim().toLowerCase() === token) return true;
+    }
+  }
+  return false;
 }
 
 /** Whether the request asks for a WebSocket upgrade (its `Upgrade` header lists `websocket`). */
@@ -403,6 +441,19 @@ const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
  * ```
  */
 export function validateUpgrade(head: RequestHead): UpgradeRequest | HandshakeRejection {
+  return checkUpgrade(head, false);
+}
+
+/**
+ * {@linkcode validateUpgrade}; `hostChecked`: {@linkcode requestAddress}
+ * has accepted the head already, so its Host is known to be one valid
+ * value whenever the version passes (HTTP/1.1 needs exactly one there),
+ * and the same checks are not run twice per handshake.
+ */
+export function checkUpgrade(
+  head: RequestHead,
+  hostChecked: boolean,
+): UpgradeRequest | HandshakeRejection {
   if (head.method !== "GET") {
     return {
       status: 405,
@@ -414,11 +465,13 @@ export function validateUpgrade(head: RequestHead): UpgradeRequest | HandshakeRe
   if (major < 1 || (major === 1 && minor < 1)) {
     return { status: 400, message: "a WebSocket upgrade needs HTTP/1.1 or later" };
   }
-  const hosts = headerValues(head, "host");
-  if (hosts.length !== 1) {
-    return { status: 400, message: "missing or repeated Host header" };
+  if (!hostChecked) {
+    const hosts = headerValues(head, "host");
+    if (hosts.length !== 1) {
+      return { status: 400, message: "missing or repeated Host header" };
+    }
+    if (parseAuthority(hosts[0]) === null) return { status: 400, message: "invalid Host header" };
   }
-  if (parseAuthority(hosts[0]) === null) return { status: 400, message: "invalid Host header" };
   if (!hasToken(head, "connection", "upgrade")) {
     return { status: 400, message: "the Connection header must contain Upgrade" };
   }
@@ -434,10 +487,13 @@ export function validateUpgrade(head: RequestHead): UpgradeRequest | HandshakeRe
   if (keys.length !== 1 || !KEY.test(keys[0])) {
     return { status: 400, message: "Sec-WebSocket-Key must be 16 bytes in base64" };
   }
+  // Fresh arrays: they reach the application (the upgrade hook's protocols).
+  const protocols = headerList(head, "sec-websocket-protocol");
+  const extensions = headerList(head, "sec-websocket-extensions");
   return {
     key: keys[0],
-    protocols: headerList(head, "sec-websocket-protocol"),
-    extensions: headerList(head, "sec-websocket-extensions"),
+    protocols: protocols === NONE ? [] : protocols,
+    extensions: extensions === NONE ? [] : extensions,
   };
 }
 

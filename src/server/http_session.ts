@@ -15,6 +15,7 @@ import { negotiateDeflate } from "../protocol/permessage_deflate.ts";
 import { ResponseWriter, type WriteOutcome } from "./response_writer.ts";
 import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import {
+  checkUpgrade,
   decodeRequestHead,
   encodeRejection,
   encodeResponseHead,
@@ -30,7 +31,6 @@ import {
   requestAddress,
   type RequestHead,
   type UpgradeRequest,
-  validateUpgrade,
 } from "../protocol/handshake.ts";
 import { requestBodyFraming } from "../protocol/http1_body.ts";
 import {
@@ -406,7 +406,8 @@ export class HttpSession<T> implements BodyHost {
       this.#requests++;
       return await this.#serveHttp(head) || null;
     }
-    const upgrade = validateUpgrade(head);
+    // The Host was checked by requestAddress, HTTP/1.1 requiring exactly one.
+    const upgrade = checkUpgrade(head, true);
     if (isRejection(upgrade)) {
       await this.#reject(upgrade);
       return null;

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   acceptKey,
+  checkUpgrade,
   encodeRejection,
   encodeSwitchingProtocols,
   findHeadEnd,
@@ -14,6 +15,7 @@ import {
   isRejection,
   isUpgradeRequest,
   parseRequestHead,
+  requestAddress,
   type RequestHead,
   type UpgradeRequest,
   validateUpgrade,
@@ -496,4 +498,28 @@ Deno.test("findHeadEnd: found exactly when its last byte arrives, one byte per r
       break;
     }
   }
+});
+
+Deno.test("checkUpgrade after requestAddress answers as validateUpgrade does", () => {
+  const base = "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+  const heads = [
+    `GET / HTTP/1.1\r\nHost: a\r\n${base}\r\n`,
+    `GET / HTTP/1.0\r\nHost: a\r\n${base}\r\n`,
+    `GET / HTTP/1.0\r\n${base}\r\n`,
+    `POST / HTTP/1.1\r\nHost: a\r\n${base}\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\n${base}Sec-WebSocket-Protocol: a, b,,c\r\n\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${base}\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: x\r\n\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\n${base}Sec-WebSocket-Version: 8\r\n\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\n${base.replace("dGhl", "dGh")}\r\n`,
+  ];
+  for (const text of heads) {
+    const head = parse(utf8(text));
+    if (isRejection(requestAddress(head))) continue;
+    assert.deepEqual(checkUpgrade(head, true), validateUpgrade(head), text);
+  }
+  const accepted = checkUpgrade(parse(utf8(heads[0])), true);
+  // What reaches the application is its own to change.
+  if (!isRejection(accepted)) accepted.protocols.push("x");
 });
