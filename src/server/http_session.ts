@@ -88,6 +88,9 @@ export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
     settledSize: Math.min(options.readBufferSize, SETTLED_READ_BUFFER),
     maxSize: Math.max(options.maxHeaderBytes, 256 * 1024),
     mode: options.readMode,
+    // The head's buffer is replaced at the upgrade (settle) or at the
+    // second read (a connection that lives on): see sharedInitial.
+    sharedInitial: true,
   };
 }
 
