@@ -274,9 +274,17 @@ export function parseAuthority(value: string): string | null {
   } else {
     // A reg-name holds no ":", so the first one starts the port.
     const colon = value.indexOf(":");
-    host = (colon < 0 ? value : value.slice(0, colon)).toLowerCase();
-    port = colon < 0 ? "" : value.slice(colon + 1);
+    // Lower-cased whole (the port's digits are unchanged): for the usual,
+    // already lower-case Host this is the value itself, returned as is
+    // below instead of being cut up and joined again.
+    const lower = value.toLowerCase();
+    // A character whose lower case is longer is not ASCII: never valid.
+    if (lower.length !== value.length) return null;
+    host = colon < 0 ? lower : lower.slice(0, colon);
+    port = colon < 0 ? "" : lower.slice(colon + 1);
     if (!REG_NAME.test(host)) return null;
+    if (!DIGITS.test(port) || port.length > 5 || Number(port) > 65535) return null;
+    return port === "" ? host : lower;
   }
   if (!DIGITS.test(port) || port.length > 5 || Number(port) > 65535) return null;
   // An empty port ("host:") means the scheme's default (RFC 3986 §6.2.3).
