@@ -201,8 +201,6 @@ export class HttpSession<T> implements BodyHost {
   #host: SessionHost<T>;
   #conn: Deno.Conn;
   readonly reader: ByteReader;
-  /** Where the server keeps this session in its list of sessions (-1: not in it). */
-  slot = -1;
   #done = false;
   #phase = FIRST_HEAD;
   /**
