@@ -17,6 +17,10 @@ export type BodyFraming =
   | { kind: "chunked" }
   | { kind: "error"; status: 400 | 501; message: string };
 
+// The framing of (almost) every GET: one shared, frozen object rather than a
+// new one per request.
+const NO_BODY: BodyFraming = Object.freeze({ kind: "none" });
+
 /**
  * Decides the body framing of a request from its `Content-Length` and
  * `Transfer-Encoding` field values, each as the list of the field's lines
@@ -56,7 +60,7 @@ export function requestBodyFraming(
     }
     return { kind: "chunked" };
   }
-  if (contentLength.length === 0) return { kind: "none" };
+  if (contentLength.length === 0) return NO_BODY;
   if (contentLength.length > 1) {
     return { kind: "error", status: 400, message: "Content-Length given more than once" };
   }
@@ -66,7 +70,7 @@ export function requestBodyFraming(
     return { kind: "error", status: 400, message: "invalid Content-Length" };
   }
   const length = Number(text);
-  return length === 0 ? { kind: "none" } : { kind: "length", length };
+  return length === 0 ? NO_BODY : { kind: "length", length };
 }
 
 const CR = 0x0d;

@@ -8,8 +8,7 @@
  * @module
  */
 
-import { concatBytes } from "../protocol/bytes.ts";
-import { type ConnectionField, encodeResponseHead } from "../protocol/handshake.ts";
+import { type ConnectionField, encodeResponse, encodeResponseHead } from "../protocol/handshake.ts";
 
 // A body that is complete within this many bytes, and whose pieces are all
 // ready at once, is sent with a Content-Length in one write (the usual case:
@@ -159,19 +158,18 @@ export class ResponseWriter {
    * is honoured.
    */
   async write(response: Response, request: AnsweredRequest): Promise<WriteOutcome> {
-    const complete = await this.#write(response, request);
-    return !complete ? "cut" : this.#keep ? "keep" : "close";
-  }
-
-  async #write(response: Response, request: AnsweredRequest): Promise<boolean> {
+    // One async frame from here to the socket for a complete body (the
+    // usual response): each layer of async function between the session
+    // and conn.write was a promise and a microtask per response.
     const status = response.status;
     const bodiless = status === 204 || status === 304 || status < 200;
     const noBody = request.method === "HEAD" || bodiless;
-    const declared = declaredLength(response.headers);
+    const headers = response.headers;
+    const declared = declaredLength(headers);
     if (response.body === null) {
       // HEAD may announce the length GET would send (RFC 9110 §9.3.2).
       const length = bodiless ? null : request.method === "HEAD" ? declared : 0;
-      return await this.#send(this.#head(status, response.headers, length, request, true));
+      return await this.#writeWhole(this.#head(status, headers, length, request, true));
     }
     const body = this.#body = response.body.getReader();
     try {
@@ -188,35 +186,55 @@ export class ResponseWriter {
           break;
         }
         if (result.done) {
-          const head = this.#head(
-            status,
-            response.headers,
-            bodiless ? null : total,
-            request,
-            true,
-          );
-          return await this.#send(
-            noBody ? head : concatBytes([head, ...pieces], head.length + total),
+          this.#body = null;
+          return await this.#writeWhole(
+            noBody
+              ? this.#head(status, headers, bodiless ? null : total, request, true)
+              : this.#headAndBody(status, headers, total, request, pieces),
           );
         }
         pieces.push(checkedPiece(result.value));
         total += result.value.length;
       }
-      if (this.#aborted) return false;
+      if (this.#aborted) return "cut";
       if (noBody) {
         // Not awaited: the producer's cancel callback must not hold up, or
         // by throwing lose, the response.
         body.cancel().catch(() => {});
-        return await this.#send(this.#head(status, response.headers, declared, request, true));
+        this.#body = null;
+        return await this.#writeWhole(this.#head(status, headers, declared, request, true));
       }
-      return await this.#stream(status, response.headers, request, pieces, pending, declared);
+      const complete = await this.#stream(status, headers, request, pieces, pending, declared);
+      return !complete ? "cut" : this.#keep ? "keep" : "close";
     } catch {
       // The body stream failed, or the client left: cut the response short.
       body.cancel().catch(() => {});
-      return false;
+      return "cut";
     } finally {
       this.#body = null;
     }
+  }
+
+  /** Writes a whole response (head and body ready); never throws. */
+  async #writeWhole(bytes: Uint8Array): Promise<WriteOutcome> {
+    try {
+      if (this.#prelude === null && !this.#aborted) {
+        // The usual case, inline: one write takes it all.
+        this.#watch(true);
+        let written: number;
+        try {
+          written = await this.#conn.write(bytes);
+        } finally {
+          this.#watch(false);
+        }
+        if (written < bytes.length) await this.#writeAll(bytes.subarray(written));
+      } else {
+        await this.#writeAll(bytes);
+      }
+    } catch {
+      return "cut";
+    }
+    return this.#keep ? "keep" : "close";
   }
 
   /**
@@ -236,6 +254,21 @@ export class ResponseWriter {
     let connection: ConnectionField = "close";
     if (this.#keep) connection = request.version[1] === 0 ? "keep-alive" : null;
     return encodeResponseHead(status, headers, framing, connection);
+  }
+
+  /** {@linkcode #head} with a Content-Length of `total`, and the body after it. */
+  #headAndBody(
+    status: number,
+    headers: Headers,
+    total: number,
+    request: AnsweredRequest,
+    pieces: Uint8Array[],
+  ): Uint8Array {
+    this.#started = true;
+    this.#keep = !appSaysClose(headers) && this.#persist();
+    let connection: ConnectionField = "close";
+    if (this.#keep) connection = request.version[1] === 0 ? "keep-alive" : null;
+    return encodeResponse(status, headers, total, connection, pieces, total);
   }
 
   async #stream(
@@ -276,15 +309,6 @@ export class ResponseWriter {
     if (chunked) await this.#writeAll(LAST_CHUNK);
     // Fewer bytes than declared: the client sees the connection end early.
     return left === 0 || declared === null;
-  }
-
-  async #send(bytes: Uint8Array): Promise<boolean> {
-    try {
-      await this.#writeAll(bytes);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   async #writeAll(bytes: Uint8Array): Promise<void> {

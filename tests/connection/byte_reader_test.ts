@@ -75,3 +75,34 @@ Deno.test("ByteReader: capSize bounds how much one read may bring", async () => 
   }
   assert.equal(largest, 4096, "reads fill the capped buffer and no more");
 });
+
+Deno.test("ByteReader: a shared initial buffer is read into once, then replaced by one of its own", async () => {
+  const shared: ByteReaderOptions = { ...options, sharedInitial: true };
+  const a = new ByteReader(
+    scriptedConn([new Uint8Array(100).fill(1), new Uint8Array(50).fill(2)]),
+    shared,
+  );
+  const b = new ByteReader(scriptedConn([new Uint8Array(10).fill(3)]), shared);
+  // Two readers, one slab: neither sees the other's bytes.
+  assert.equal(a.buffer.buffer, b.buffer.buffer);
+  assert.equal(a.buffer.length, 1024);
+  assert.equal(await a.fill(), 100);
+  assert.equal(await b.fill(), 10);
+  assert.deepEqual([...a.buffer.subarray(0, 100)], new Array(100).fill(1));
+  // The second read: a buffer of its own, the unread bytes moved along.
+  assert.equal(await a.fill(), 50);
+  assert.notEqual(a.buffer.buffer, b.buffer.buffer);
+  assert.equal(a.buffer.byteOffset, 0);
+  assert.equal(a.buffer.length, 1024);
+  assert.deepEqual([...a.buffer.subarray(0, 150)], [
+    ...new Array(100).fill(1),
+    ...new Array(50).fill(2),
+  ]);
+  // Settling (an upgrade) never keeps the shared one, whose bytes survive.
+  b.consume(4);
+  b.settle();
+  assert.equal(b.buffer.length, 256);
+  assert.equal(b.buffer.byteOffset, 0);
+  assert.equal(b.buffer.buffer.byteLength, 256);
+  assert.deepEqual([...b.buffer.subarray(0, 6)], new Array(6).fill(3));
+});

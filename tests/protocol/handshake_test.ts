@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   acceptKey,
+  checkUpgrade,
   encodeRejection,
   encodeSwitchingProtocols,
   findHeadEnd,
@@ -14,6 +15,7 @@ import {
   isRejection,
   isUpgradeRequest,
   parseRequestHead,
+  requestAddress,
   type RequestHead,
   type UpgradeRequest,
   validateUpgrade,
@@ -123,6 +125,30 @@ Deno.test("acceptKey: matches SHA-1 via WebCrypto for random keys", async () => 
     const key = base64(crypto.getRandomValues(new Uint8Array(16)));
     assert.equal(acceptKey(key), await referenceAccept(key), key);
   }
+});
+
+Deno.test("acceptKey: the JavaScript SHA-1 matches WebCrypto at every input length", async () => {
+  // One and two blocks, both sides of each padding boundary, and the
+  // non-ASCII and overlong keys that fall back to node:crypto.
+  for (let length = 0; length <= 140; length++) {
+    let key = "";
+    for (let i = 0; i < length; i++) key += String.fromCharCode(0x20 + ((i * 37 + length) % 95));
+    assert.equal(acceptKey(key), await referenceAccept(key), `length ${length}`);
+  }
+  assert.equal(acceptKey("clé"), await referenceAccept("clé"));
+});
+
+Deno.test("encodeSwitchingProtocols: the plain 101 is byte for byte the general one", () => {
+  const plain = new TextDecoder().decode(encodeSwitchingProtocols(RFC_KEY));
+  assert.equal(
+    plain,
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${RFC_ACCEPT}\r\n\r\n`,
+  );
+  const general = new TextDecoder().decode(
+    encodeSwitchingProtocols(RFC_KEY, { headers: [["X-A", "1"]] }),
+  );
+  assert.equal(general, plain.slice(0, -2) + "X-A: 1\r\n\r\n");
 });
 
 Deno.test("parseRequestHead: request line and headers", () => {
@@ -472,4 +498,28 @@ Deno.test("findHeadEnd: found exactly when its last byte arrives, one byte per r
       break;
     }
   }
+});
+
+Deno.test("checkUpgrade after requestAddress answers as validateUpgrade does", () => {
+  const base = "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+  const heads = [
+    `GET / HTTP/1.1\r\nHost: a\r\n${base}\r\n`,
+    `GET / HTTP/1.0\r\nHost: a\r\n${base}\r\n`,
+    `GET / HTTP/1.0\r\n${base}\r\n`,
+    `POST / HTTP/1.1\r\nHost: a\r\n${base}\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\n${base}Sec-WebSocket-Protocol: a, b,,c\r\n\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${base}\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: x\r\n\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\n${base}Sec-WebSocket-Version: 8\r\n\r\n`,
+    `GET / HTTP/1.1\r\nHost: a\r\n${base.replace("dGhl", "dGh")}\r\n`,
+  ];
+  for (const text of heads) {
+    const head = parse(utf8(text));
+    if (isRejection(requestAddress(head))) continue;
+    assert.deepEqual(checkUpgrade(head, true), validateUpgrade(head), text);
+  }
+  const accepted = checkUpgrade(parse(utf8(heads[0])), true);
+  // What reaches the application is its own to change.
+  if (!isRejection(accepted)) accepted.protocols.push("x");
 });

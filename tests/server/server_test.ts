@@ -603,3 +603,32 @@ Deno.test("raw client: a server ping is unmasked and a pong with its payload is 
     await raw.expectEnd();
   });
 });
+
+Deno.test("clients: the open sockets in the order they opened, one live set", async () => {
+  let opened = 0;
+  await withServer<number>({}, {
+    open(socket) {
+      socket.data = ++opened;
+    },
+  }, async ({ server }) => {
+    const url = server.url;
+    const a = await TestClient.open(url);
+    const b = await TestClient.open(url);
+    const c = await TestClient.open(url);
+    await waitUntil(() => server.connectionCount === 3, "server.connectionCount === 3");
+    b.ws.close();
+    await waitUntil(() => server.connectionCount === 2, "server.connectionCount === 2");
+    const clients = server.clients;
+    assert.deepEqual([...clients].map((socket) => socket.data), [1, 3]);
+    const d = await TestClient.open(url);
+    await waitUntil(() => clients.size === 3, "clients.size === 3");
+    assert.equal(server.clients, clients);
+    assert.deepEqual([...clients].map((socket) => socket.data), [1, 3, 4]);
+    a.ws.close();
+    await waitUntil(() => clients.size === 2, "clients.size === 2");
+    assert.deepEqual([...clients].map((socket) => socket.data), [3, 4]);
+    c.ws.close();
+    d.ws.close();
+    await Promise.all([a.closed, b.closed, c.closed, d.closed]);
+  });
+});
