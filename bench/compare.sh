@@ -32,9 +32,23 @@ if [ ! -x "$wsbench/compare.sh" ]; then
 fi
 server="deno run -A $root/bench/echo_server.ts {PORT}"
 quick=0
-args=()
+args=()   # wsbench options (and their values)
+extra=()  # more servers, measured after ours
+expect_value=0
 for arg in "$@"; do
-  if [ "$arg" = "--quick" ]; then quick=1; else args+=("$arg"); fi
+  if [ "$expect_value" = 1 ]; then
+    args+=("$arg")
+    expect_value=0
+  elif [ "$arg" = "--quick" ]; then
+    quick=1
+  elif [[ "$arg" == --* ]]; then
+    args+=("$arg")
+    case "$arg" in
+    --only | --noise | --retries | --max-foreign | --wait-quiet | --nice | --out) expect_value=1 ;;
+    esac
+  else
+    extra+=("$arg")
+  fi
 done
 only=()
 if [ "$quick" = 1 ]; then
@@ -45,9 +59,9 @@ view=(tsunagu_view="$server --binary-messages view")
 if [ "$quick" = 0 ] && ! printf '%s\n' "${args[@]}" | grep -q -- '--only'; then
   # Full run: all shapes for the default server; the view variant is run
   # again on its own for the binary shapes below.
-  "$wsbench/compare.sh" "${args[@]}" tsunagu="$server" deno_builtin deno_limit
+  "$wsbench/compare.sh" "${args[@]}" tsunagu="$server" deno_builtin deno_limit "${extra[@]}"
   exec "$wsbench/compare.sh" --only echo_medium,echo_large "${args[@]}" \
-    tsunagu="$server" "${view[@]}" deno_builtin deno_limit
+    tsunagu="$server" "${view[@]}" deno_builtin deno_limit "${extra[@]}"
 fi
 exec "$wsbench/compare.sh" "${only[@]}" "${args[@]}" tsunagu="$server" "${view[@]}" \
-  deno_builtin deno_limit
+  deno_builtin deno_limit "${extra[@]}"

@@ -8,7 +8,9 @@
  *
  *   deno run -A bench/ratios.ts RESULTS_DIR_OR_JSONL...
  *
- * Reads `results.jsonl` as written by ../shared/wsbench/compare.sh.
+ * Reads `results.jsonl` as written by ../shared/wsbench/compare.sh. Invalid
+ * runs and noisy ones (other processes above compare.sh's --max-foreign) are
+ * left out.
  */
 
 interface Run {
@@ -63,10 +65,14 @@ async function load(path: string): Promise<Run[]> {
     const record = JSON.parse(line);
     const key = FIGURE[record.scenario];
     if (key === undefined || typeof record[key] !== "number") continue;
+    // A window in which other processes used more CPU than allowed is
+    // noise, not a figure (compare.sh repeats it; the repeat counts).
+    const noisy = typeof record.cpu?.foreign_pct === "number" &&
+      typeof record.max_foreign === "number" && record.cpu.foreign_pct > record.max_foreign;
     runs.push({
       scenario: record.scenario,
       server: record.server,
-      ok: record.ok === true,
+      ok: record.ok === true && !noisy,
       value: record[key],
       file,
     });

@@ -709,28 +709,49 @@ export function encodeSwitchingProtocols(
   return encoder.encode(head + "\r\n");
 }
 
-/** Standard reason phrases for the statuses this server produces itself. */
+/**
+ * Reason phrases (RFC 9110 §15) for the statuses this server produces itself
+ * and those applications commonly return (the static file handler's 206,
+ * 412 and 416 among them). Others go out with an empty phrase, which HTTP/1.1
+ * allows.
+ */
 const REASONS: Record<number, string> = {
   100: "Continue",
   200: "OK",
+  201: "Created",
+  202: "Accepted",
   204: "No Content",
+  206: "Partial Content",
   301: "Moved Permanently",
   302: "Found",
+  303: "See Other",
   304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
   400: "Bad Request",
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
+  406: "Not Acceptable",
   408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
   411: "Length Required",
+  412: "Precondition Failed",
   413: "Content Too Large",
+  415: "Unsupported Media Type",
+  416: "Range Not Satisfiable",
   417: "Expectation Failed",
+  422: "Unprocessable Content",
   426: "Upgrade Required",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   501: "Not Implemented",
+  502: "Bad Gateway",
   503: "Service Unavailable",
+  504: "Gateway Timeout",
   505: "HTTP Version Not Supported",
 };
 

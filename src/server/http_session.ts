@@ -196,6 +196,16 @@ class FetchInfo implements RequestInfo {
   }
 }
 
+/** A request being answered: its signal's controller (made on first use), and whether the client left. */
+interface Answering {
+  controller: AbortController | null;
+  left: boolean;
+}
+
+/** Why a request's signal aborts: the connection ended before its response did. */
+const CLIENT_LEFT = () =>
+  new DOMException("the connection closed before the response was complete", "AbortError");
+
 /** Serves one accepted TCP connection. Never throws. */
 export class HttpSession<T> implements BodyHost {
   #host: SessionHost<T>;
@@ -237,6 +247,12 @@ export class HttpSession<T> implements BodyHost {
   #watching = false;
   /** The response is complete: the client's EOF is now expected, not a reason to abort. */
   #finishing = false;
+  /**
+   * The request being answered, while its response is not complete: its
+   * `signal` aborts if the connection is dropped first (see #lendSignal).
+   * The controller is made when the handler first reads `request.signal`.
+   */
+  #answering: Answering | null = null;
   // The ResponseWriter's callbacks, made on first use and reused for every
   // response on the connection (three closures per request otherwise).
   #onWriting: ((writing: boolean) => void) | null = null;
@@ -266,6 +282,12 @@ export class HttpSession<T> implements BodyHost {
     this.#headDeadline = this.#bodyDeadline = this.#writeDeadline = Infinity;
     this.#response?.abort();
     this.#body?.fail(0, "the connection was closed");
+    const answering = this.#answering;
+    if (answering !== null) {
+      this.#answering = null;
+      answering.left = true;
+      answering.controller?.abort(CLIENT_LEFT());
+    }
     closeQuietly(this.#conn);
   }
 
@@ -740,6 +762,7 @@ export class HttpSession<T> implements BodyHost {
       await this.#reject({ status: 400, message: "invalid request target or headers" });
       return false;
     }
+    this.#lendSignal(request);
     // With no body to read, what arrives now is the next request, or the
     // client leaving; a body starts the watch when it ends.
     if (body === null) this.#watchPeer();
@@ -759,6 +782,8 @@ export class HttpSession<T> implements BodyHost {
         return await this.#bodyFailed();
       }
       const outcome = await this.#respond(response, head, true);
+      // The response is complete (or abandoned): the signal stays as it is.
+      this.#answering = null;
       if (
         outcome === "keep" && this.#body === null && !this.#done && !this.#stopping &&
         !this.#host.stopping
@@ -771,8 +796,32 @@ export class HttpSession<T> implements BodyHost {
       }
       return await this.#afterResponse(outcome);
     } finally {
+      this.#answering = null;
       info.settle();
     }
+  }
+
+  /**
+   * Gives `request` a `signal` that aborts when the client leaves (or the
+   * server drops the connection) before the response is complete, as
+   * `Deno.serve`'s requests do: a handler streaming a response or waiting
+   * on slow work can stop. Made when first read, so the many handlers that
+   * never look pay for no AbortController.
+   */
+  #lendSignal(request: Request): void {
+    const answering: Answering = { controller: null, left: false };
+    this.#answering = answering;
+    Object.defineProperty(request, "signal", {
+      configurable: true,
+      get(): AbortSignal {
+        let controller = answering.controller;
+        if (controller === null) {
+          controller = answering.controller = new AbortController();
+          if (answering.left) controller.abort(CLIENT_LEFT());
+        }
+        return controller.signal;
+      },
+    });
   }
 
   /**

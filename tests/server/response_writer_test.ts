@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { encodeResponseHead } from "../../src/protocol/handshake.ts";
 import { encodeChunk } from "../../src/server/response_writer.ts";
-import { RawClient } from "../helpers/raw_client.ts";
+import { RawClient, withTimeout } from "../helpers/raw_client.ts";
 import { delay, startServer, waitUntil } from "../helpers/harness.ts";
 
 const encoder = new TextEncoder();
@@ -85,6 +85,38 @@ Deno.test("encodeResponseHead: the framing is the server's, never the applicatio
   assert.ok(head(null).endsWith("X-Kind: test\r\nConnection: close\r\n\r\n"));
 });
 
+Deno.test("a range answer's status line says 206 Partial Content; 412 and 416 are named too", async () => {
+  const { server, port } = startServer({}, {
+    fetch(request) {
+      const status = Number(new URL(request.url).searchParams.get("status"));
+      return new Response(status === 206 ? "ab" : null, { status });
+    },
+  });
+  try {
+    for (
+      const [status, line] of [
+        [206, "HTTP/1.1 206 Partial Content"],
+        [412, "HTTP/1.1 412 Precondition Failed"],
+        [416, "HTTP/1.1 416 Range Not Satisfiable"],
+        [299, "HTTP/1.1 299 "],
+      ] as const
+    ) {
+      const raw = await RawClient.connect(port);
+      try {
+        await raw.write(
+          `GET /?status=${status} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+        );
+        const head = await raw.readResponseHead();
+        assert.equal(head.statusLine, line);
+      } finally {
+        raw.close();
+      }
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("server-sent events: each event reaches the client when it is produced", async () => {
   const h = feedServer(() => ({ headers: { "content-type": "text/event-stream" } }));
   try {
@@ -132,6 +164,45 @@ Deno.test("a client that leaves mid-stream cancels the body, and the server goes
     assert.equal(await again.readToEnd(), "d\r\nstill serving\r\n0\r\n\r\n");
   } finally {
     await h.server.shutdown();
+  }
+});
+
+Deno.test("request.signal aborts when the client leaves before the response, not after it", async () => {
+  const signals: AbortSignal[] = [];
+  let release = () => {};
+  const slowWork = new Promise<void>((resolve) => release = resolve);
+  const { server, port } = startServer({}, {
+    async fetch(request) {
+      if (new URL(request.url).pathname === "/slow") {
+        signals.push(request.signal);
+        await slowWork; // the client leaves meanwhile
+        return new Response("too late");
+      }
+      const signal = request.signal;
+      signals.push(signal);
+      return new Response("quick");
+    },
+  });
+  try {
+    // Answered and kept alive: its signal never aborts.
+    const fast = await RawClient.connect(port);
+    await fast.write("GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert.equal((await fast.readResponseHead()).status, 200);
+    // The client leaves while the handler works: its signal aborts.
+    const leaving = await RawClient.connect(port);
+    await leaving.write("GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    await waitUntil(() => signals.length === 2, "the slow request reached the handler");
+    const aborted = new Promise((resolve) => signals[1].addEventListener("abort", resolve));
+    leaving.close();
+    await withTimeout(aborted, 5_000, "the slow request's signal to abort");
+    assert.equal(signals[1].aborted, true);
+    assert.equal((signals[1].reason as DOMException).name, "AbortError");
+    fast.close();
+    await delay(50);
+    assert.equal(signals[0].aborted, false, "a completed request's signal aborted");
+  } finally {
+    release();
+    await server.shutdown();
   }
 });
 
