@@ -50,8 +50,15 @@ export interface FuzzServer {
   lateMessages: number;
 }
 
-/** Starts an echo server on 127.0.0.1:0 with `maxPayload`, no heartbeat, and records what it sees. */
-export function startFuzzServer(maxPayload: number): FuzzServer {
+/**
+ * Starts an echo server on 127.0.0.1:0 with `maxPayload`, no heartbeat, and
+ * records what it sees; `binaryMessages` as the server option (with
+ * `"view"` the handler records and echoes the lent view during the call).
+ */
+export function startFuzzServer(
+  maxPayload: number,
+  binaryMessages: "copy" | "view" = "copy",
+): FuzzServer {
   const peers = new Map<string, ServerSide>();
   const peer = (url: string): ServerSide => {
     const path = new URL(url).pathname;
@@ -67,21 +74,24 @@ export function startFuzzServer(maxPayload: number): FuzzServer {
     errors: [],
     lateMessages: 0,
   };
-  const harness = startServer({ maxPayload, pingInterval: 0, closeTimeout: 2_000 }, {
-    message(socket, data) {
-      const side = peer(socket.url);
-      if (side.closeCode !== undefined) fuzz.lateMessages++;
-      side.messages.push(
-        eventKey(
-          typeof data === "string" ? { type: "text", text: data } : { type: "binary", data },
-        ),
-      );
-      socket.send(data);
+  const harness = startServer(
+    { maxPayload, pingInterval: 0, closeTimeout: 2_000, binaryMessages },
+    {
+      message(socket, data) {
+        const side = peer(socket.url);
+        if (side.closeCode !== undefined) fuzz.lateMessages++;
+        side.messages.push(
+          eventKey(
+            typeof data === "string" ? { type: "text", text: data } : { type: "binary", data },
+          ),
+        );
+        socket.send(data);
+      },
+      close(socket, code) {
+        peer(socket.url).closeCode = code;
+      },
     },
-    close(socket, code) {
-      peer(socket.url).closeCode = code;
-    },
-  });
+  );
   fuzz.server = harness.server;
   fuzz.port = harness.port;
   fuzz.errors = harness.errors;

@@ -73,39 +73,44 @@ Deno.test("fuzz: parser + assembler match the model on random and mutated stream
   }
 });
 
-Deno.test("fuzz: a live server answers mutated streams correctly and keeps serving a healthy client", async () => {
-  const fuzz = startFuzzServer(LIVE_MAX_PAYLOAD);
-  try {
-    const healthy = await TestClient.open(fuzz.server.url);
+for (const binaryMessages of ["copy", "view"] as const) {
+  Deno.test(`fuzz (binaryMessages ${binaryMessages}): a live server answers mutated streams correctly and keeps serving a healthy client`, async () => {
+    const fuzz = startFuzzServer(LIVE_MAX_PAYLOAD, binaryMessages);
     try {
-      for (let batch = 0; batch < LIVE_BATCHES; batch++) {
-        const { failures } = await runLiveBatch(
-          fuzz,
-          LIVE_SEED,
-          batch * LIVE_PER_BATCH,
-          LIVE_PER_BATCH,
-        );
-        for (const { index, fuzzCase, violations } of failures) {
-          assert.fail(
-            `live case ${index} of seed ${LIVE_SEED}:\n${violations.slice(0, 5).join("\n")}\n${
-              formatCase(fuzzCase)
-            }`,
+      const healthy = await TestClient.open(fuzz.server.url);
+      try {
+        for (let batch = 0; batch < LIVE_BATCHES; batch++) {
+          const { failures } = await runLiveBatch(
+            fuzz,
+            LIVE_SEED,
+            batch * LIVE_PER_BATCH,
+            LIVE_PER_BATCH,
           );
+          for (const { index, fuzzCase, violations } of failures) {
+            assert.fail(
+              `live case ${index} of seed ${LIVE_SEED}:\n${violations.slice(0, 5).join("\n")}\n${
+                formatCase(fuzzCase)
+              }`,
+            );
+          }
+          // Between batches the healthy client still gets exact echoes.
+          assert.deepEqual(await healthyRoundTrip(healthy, batch), []);
         }
-        // Between batches the healthy client still gets exact echoes.
-        assert.deepEqual(await healthyRoundTrip(healthy, batch), []);
+        // Every fuzz connection is gone; only the healthy client is left.
+        await waitUntil(
+          () => fuzz.server.connectionCount === 1,
+          "only the healthy client to remain",
+        );
+        assert.equal(fuzz.server.connectionCount, 1);
+      } finally {
+        await healthy.dispose();
       }
-      // Every fuzz connection is gone; only the healthy client is left.
-      await waitUntil(() => fuzz.server.connectionCount === 1, "only the healthy client to remain");
-      assert.equal(fuzz.server.connectionCount, 1);
+      await waitUntil(() => fuzz.server.connectionCount === 0, "the healthy client to be gone");
+      assert.deepEqual(fuzz.errors, [], "the error handler was called");
+      assert.equal(fuzz.lateMessages, 0, "messages delivered after the close handler");
+      assert.equal(fuzz.peers.size, LIVE_BATCHES * LIVE_PER_BATCH + 1);
     } finally {
-      await healthy.dispose();
+      await fuzz.server.shutdown();
     }
-    await waitUntil(() => fuzz.server.connectionCount === 0, "the healthy client to be gone");
-    assert.deepEqual(fuzz.errors, [], "the error handler was called");
-    assert.equal(fuzz.lateMessages, 0, "messages delivered after the close handler");
-    assert.equal(fuzz.peers.size, LIVE_BATCHES * LIVE_PER_BATCH + 1);
-  } finally {
-    await fuzz.server.shutdown();
-  }
-});
+  });
+}
