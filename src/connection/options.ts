@@ -57,7 +57,9 @@ export interface ConnectionOptions {
    * - `"view"`: a view of the connection's receive memory, valid only until
    *   the handler returns (or reaches its first `await`); the same memory
    *   then holds later messages. Sending it (`send`, `publish`) during the
-   *   call is safe, as sends copy. Keep anything longer with `data.slice()`.
+   *   call is safe: sends copy, except that the view sent straight back on
+   *   its own connection is written from where it lies (do not change its
+   *   bytes after sending them). Keep anything longer with `data.slice()`.
    *   This is uWebSockets' model, and it saves an allocation per message:
    *   for messages of many KiB the fresh memory (zeroed and page-faulted
    *   in) costs more than the rest of receiving them (bench/RESULTS.md,
