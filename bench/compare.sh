@@ -3,7 +3,7 @@
 # deno_limit (the fastest plain-TypeScript echo on Deno's public API) in one
 # run of the shared wsbench harness, so a change can be checked in minutes.
 #
-#   bench/compare.sh            full: every shape, a noise repeat (~10 min)
+#   bench/compare.sh            full: every shape, a noise repeat (~15 min)
 #   bench/compare.sh --quick    before a commit that touches the hot path:
 #                               three shapes (small echo, 16 KiB echo,
 #                               connect), short windows (~1.5 min)
@@ -13,7 +13,7 @@
 #   tsunagu       bench/echo_server.ts, default options
 #   tsunagu_view  the same with binaryMessages "view" (binary messages lent to
 #                 the handler; only the 16 KiB and 1 MiB shapes send binary,
-#                 so the full run measures it there only)
+#                 so it is measured there only)
 #   deno_builtin  Deno.serve + Deno.upgradeWebSocket (Rust)
 #   deno_limit    the plain-TypeScript ceiling on Deno
 # Anything else on the command line goes to wsbench's compare.sh: --only
@@ -50,18 +50,24 @@ for arg in "$@"; do
     extra+=("$arg")
   fi
 done
-only=()
-if [ "$quick" = 1 ]; then
-  only=(--quick --only echo_small_d1,echo_medium,connect)
-fi
-# The view variant only differs on binary traffic: measure it where there is some.
 view=(tsunagu_view="$server --binary-messages view")
-if [ "$quick" = 0 ] && ! printf '%s\n' "${args[@]}" | grep -q -- '--only'; then
-  # Full run: all shapes for the default server; the view variant is run
-  # again on its own for the binary shapes below.
-  "$wsbench/compare.sh" "${args[@]}" tsunagu="$server" deno_builtin deno_limit "${extra[@]}"
-  exec "$wsbench/compare.sh" --only echo_medium,echo_large "${args[@]}" \
-    tsunagu="$server" "${view[@]}" deno_builtin deno_limit "${extra[@]}"
+if printf '%s\n' "${args[@]}" | grep -q -- '--only'; then
+  # The caller chose the shapes: every server on each of them.
+  exec "$wsbench/compare.sh" "${args[@]}" tsunagu="$server" "${view[@]}" \
+    deno_builtin deno_limit "${extra[@]}"
 fi
-exec "$wsbench/compare.sh" "${only[@]}" "${args[@]}" tsunagu="$server" "${view[@]}" \
+# The view variant only differs on binary traffic: the other shapes are run
+# without it, then the binary ones with it.
+if [ "$quick" = 1 ]; then
+  mode=(--quick)
+  plain=(--only echo_small_d1,connect)
+  binary=(--only echo_medium)
+else
+  mode=()
+  plain=()
+  binary=(--only echo_medium,echo_large)
+fi
+"$wsbench/compare.sh" "${mode[@]}" "${plain[@]}" "${args[@]}" tsunagu="$server" \
   deno_builtin deno_limit "${extra[@]}"
+exec "$wsbench/compare.sh" "${mode[@]}" "${binary[@]}" "${args[@]}" tsunagu="$server" \
+  "${view[@]}" deno_builtin deno_limit "${extra[@]}"

@@ -70,13 +70,11 @@ export interface ConnectionInit<T> {
   url: string;
   protocol: string;
   /**
-   * The upgrade request's headers: as `Headers`, as a function that makes
-   * them, or as the request head's text (decoded by `decodeRequestHead`),
-   * parsed on first use. The text costs the connection nothing but the
-   * string itself; a function also keeps a closure and its context (~100
-   * bytes per idle connection).
+   * The upgrade request's headers: as `Headers`, or as the request head's
+   * text (decoded by `decodeRequestHead`), parsed on first use. The text
+   * costs the connection nothing but the string itself.
    */
-  headers: Headers | (() => Headers) | string;
+  headers: Headers | string;
   data: T;
   /** The negotiated permessage-deflate parameters; null without compression. */
   deflate?: DeflateParams | null;
@@ -232,6 +230,35 @@ interface Ending {
   deadline: number;
 }
 
+/**
+ * A connection that lends binary messages to the `message` handler
+ * (binaryMessages "view"): assembly buffers come from the shared pool and
+ * go back once the message has been handled, or abandoned.
+ */
+interface Lending {
+  /**
+   * The pooled buffer a direct read is filling, and one given back while it
+   * did: it goes to the pool only once that read settles (the pool must
+   * never hand out memory a read of ours may still write into).
+   */
+  reading: ArrayBufferLike | null;
+  returnAfterRead: Uint8Array | null;
+  /**
+   * While a message is lent to the handler: that message, which `send` may
+   * hand to the writer without a copy, and whether it lies in the read
+   * buffer (else in a pooled assembly buffer).
+   */
+  lent: Uint8Array | null;
+  lentFromRead: boolean;
+  /** The assembly buffer the writer took over: not given back when the handler returns. */
+  handedOver: ArrayBufferLike | null;
+  /**
+   * The read buffer the writer took over while the parser goes on through
+   * that read: the read's later messages lie there and are copied when sent.
+   */
+  handedOverRead: ArrayBufferLike | null;
+}
+
 // Connection#flags bits.
 const CLOSE_SENT = 1;
 const FINISHING = 2;
@@ -280,7 +307,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   // the connection itself. An idle connection never receives one, and an
   // assembler is ~250 bytes per connection (idle memory).
   #assembler: MessageAssembler | null = null;
-  #headers: Headers | (() => Headers) | string;
+  #headers: Headers | string;
   #topics: Set<string> | null = null;
   #deflate: DeflateParams | null;
   #client: boolean;
@@ -318,25 +345,9 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   // direct reads), freed if the connection ends before it is delivered.
   // Not tracked when lending: those buffers belong to the pool.
   #assembly: ArrayBufferLike | null = null;
-  // Binary messages are lent to the `message` handler (binaryMessages:
-  // "view"): assembly buffers come from the shared pool and go back once
-  // the message has been handled, or the message abandoned. One that goes
-  // back while a direct read still fills it waits for that read to settle
-  // (#returnAfterRead): the pool must never hand out memory a read of ours
-  // may still write into.
-  #lending: boolean;
-  #reading: ArrayBufferLike | null = null;
-  #returnAfterRead: Uint8Array | null = null;
-  // While a message is lent to the handler: that message, which `send` may
-  // hand to the writer without a copy, and whether it lies in the read
-  // buffer (else in a pooled assembly buffer). Then the assembly buffer the
-  // writer took over (not given back when the handler returns), or the
-  // read buffer it took over while the parser goes on through that read
-  // (the read's later messages lie there: they are copied when sent).
-  #lent: Uint8Array | null = null;
-  #lentFromRead = false;
-  #handedOver: ArrayBufferLike | null = null;
-  #handedOverRead: ArrayBufferLike | null = null;
+  // With binaryMessages "view", the state of lending binary messages (see
+  // Lending); null otherwise, so other connections pay one field for it.
+  #lend: Lending | null;
 
   // ---- state kept in #flags and #ending (idle memory) ----
 
@@ -454,8 +465,19 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
       HIGH_WATER_MAX,
       Math.max(HIGH_WATER_MIN, maxBufferedAmount / 8),
     );
-    const lending = this.#lending = host.options.binaryMessages === "view";
-    if (lending) joinPool();
+    if (host.options.binaryMessages === "view") {
+      joinPool();
+      this.#lend = {
+        reading: null,
+        returnAfterRead: null,
+        lent: null,
+        lentFromRead: false,
+        handedOver: null,
+        handedOverRead: null,
+      };
+    } else {
+      this.#lend = null;
+    }
     this.#parser = new FrameParser(this, {
       expectMasked: !this.#client,
       // permessage-deflate marks compressed messages with RSV1.
@@ -472,9 +494,9 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   #makeAssembler(): MessageAssembler {
     const host = this.#host;
     const assembler = this.#assembler = new MessageAssembler(this, {
-      lend: this.#lending
-        ? { take: (size) => this.#lendBuffer(size), give: (b) => this.#giveBack(b) }
-        : undefined,
+      lend: this.#lend === null
+        ? undefined
+        : { take: (size) => this.#lendBuffer(size), give: (b) => this.#giveBack(b) },
       maxPayload: host.options.maxPayload,
       budget: host.assemblyBudget,
       memory: host.messageMemory,
@@ -521,9 +543,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   /** The upgrade request's headers (built on first use). */
   get headers(): Headers {
     const source = this.#headers;
-    if (typeof source === "function") return this.#headers = source();
-    if (typeof source === "string") return this.#headers = headersOf(source);
-    return source;
+    return typeof source === "string" ? this.#headers = headersOf(source) : source;
   }
 
   /** The writer failed (the peer went away): drop the connection. */
@@ -601,7 +621,8 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
         const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
         if (target !== null) {
           const buffer = target.buffer;
-          if (buffer !== this.#assembly && !this.#lending) {
+          const lend = this.#lend;
+          if (buffer !== this.#assembly && lend === null) {
             // The message's buffer grew: the old one was copied and dropped.
             if (this.#assembly !== null) detach(this.#assembly);
             this.#assembly = buffer;
@@ -609,14 +630,14 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
           // The read that brought this payload's start filled the buffer:
           // the buffer need not grow for the rest.
           reader.keepSize();
-          if (this.#lending) this.#reading = buffer;
+          if (lend !== null) lend.reading = buffer;
           const n = await reader.readInto(target);
           if (n === null || n === 0) break;
           this.#countRead();
           this.bytesReceived += n;
           this.lastReceived = this.#host.now;
           parser.push(target, n);
-          if (this.#reading !== null) this.#readSettled();
+          if (lend !== null) this.#readSettled(lend);
           continue;
         }
         // Awaits the runtime's read promise itself: one promise hop per read.
@@ -638,7 +659,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
       // A reset or a read on a socket we closed: handled below as a drop.
     } finally {
       reader.release();
-      if (this.#reading !== null) this.#readSettled();
+      if (this.#lend !== null) this.#readSettled(this.#lend);
       if (--readLoops === 0 && ticking) {
         clearTimeout(ticker);
         endTurn();
@@ -667,7 +688,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   /**
    * A pooled buffer for a message to be lent, with LENT_HEADROOM bytes
    * before it: room for the frame header should the application send the
-   * message straight back (see #lent).
+   * message straight back (see Lending.lent).
    */
   #lendBuffer(size: number): Uint8Array {
     return takeBuffer(size + LENT_HEADROOM).subarray(LENT_HEADROOM);
@@ -675,20 +696,21 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
 
   /**
    * A lent buffer goes back to the pool, unless a direct read is filling it
-   * (see #lending) or the writer took it over (see #lent).
+   * or the writer took it over (see Lending).
    */
   #giveBack(buffer: Uint8Array): void {
-    if (buffer.buffer === this.#handedOver) this.#handedOver = null;
-    else if (buffer.buffer === this.#reading) this.#returnAfterRead = buffer;
+    const lend = this.#lend!;
+    if (buffer.buffer === lend.handedOver) lend.handedOver = null;
+    else if (buffer.buffer === lend.reading) lend.returnAfterRead = buffer;
     else giveBuffer(buffer);
   }
 
-  /** The direct read into a lent buffer has settled: the buffer may go back now. */
-  #readSettled(): void {
-    this.#reading = null;
-    const buffer = this.#returnAfterRead;
+  /** A direct read has settled: a lent buffer given back while it filled it may go now. */
+  #readSettled(lend: Lending): void {
+    lend.reading = null;
+    const buffer = lend.returnAfterRead;
     if (buffer !== null) {
-      this.#returnAfterRead = null;
+      lend.returnAfterRead = null;
       giveBuffer(buffer);
     }
   }
@@ -763,7 +785,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     // the buffer is free for the next read as soon as push returns.
     this.#parser.push(reader.buffer, reader.filled);
     reader.filled = 0;
-    this.#handedOverRead = null;
+    if (this.#lend !== null) this.#lend.handedOverRead = null;
   }
 
   // ---- MessageHandler: events from the assembler ----
@@ -782,7 +804,8 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     // pooled buffer (room for the header kept before it), or a long one
     // that came whole in this read (the client's header before it is
     // longer than ours; the reader then gets another buffer).
-    if (this.#lending) {
+    const lend = this.#lend;
+    if (lend !== null) {
       const backing = data.buffer;
       const read = this.#reader.buffer;
       const fromRead = backing === read.buffer;
@@ -792,12 +815,12 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
           // ArrayBuffer can be handed over.
           ? data.length >= LENT_READ_MIN && read.byteOffset === 0 &&
             read.length === backing.byteLength
-          : data.byteOffset >= LENT_HEADROOM && backing !== this.#handedOverRead
+          : data.byteOffset >= LENT_HEADROOM && backing !== lend.handedOverRead
       ) {
-        this.#lent = data;
-        this.#lentFromRead = fromRead;
+        lend.lent = data;
+        lend.lentFromRead = fromRead;
         this.#deliver(data);
-        this.#lent = null;
+        lend.lent = null;
         return;
       }
     }
@@ -891,7 +914,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
       const events = this.events;
       if (events !== null) {
         // Listeners and iterators may keep what they get: never a lent view.
-        events.message(this.#lending && typeof data !== "string" ? data.slice() : data);
+        events.message(this.#lend !== null && typeof data !== "string" ? data.slice() : data);
       }
     } finally {
       delivering = previous;
@@ -953,17 +976,18 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
       this.messagesSent++;
       return true;
     }
-    if (payload === this.#lent && deflate === null) {
+    const lend = this.#lend;
+    if (lend !== null && payload === lend.lent && deflate === null) {
       // The lent message itself, sent back during the handler (an echo, a
       // relay): framed in place where it lies, in a buffer the writer takes
       // over (1 MiB echo: one 1 MiB copy fewer per message).
-      this.#lent = null;
-      if (this.#lentFromRead) {
+      lend.lent = null;
+      if (lend.lentFromRead) {
         const reader = this.#reader;
-        this.#handedOverRead = reader.buffer.buffer;
+        lend.handedOverRead = reader.buffer.buffer;
         reader.buffer = takeBuffer(reader.buffer.length);
       } else {
-        this.#handedOver = payload.buffer;
+        lend.handedOver = payload.buffer;
       }
       this.#sink.enqueueLentMessage(payload);
       this.messagesSent++;
@@ -1175,11 +1199,9 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     this.#parser.stop();
     this.#assembler?.stop();
     this.#writer?.abort();
-    if (this.#lending) {
-      // After the assembler gave back its buffer (stop, above).
-      this.#lending = false;
-      leavePool();
-    }
+    // After the assembler gave back its buffer (stop, above); once, as
+    // #finish runs once.
+    if (this.#lend !== null) leavePool();
     this.#overfilled = null;
     this.#stopWaiting?.();
     try {

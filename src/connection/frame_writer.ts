@@ -62,10 +62,9 @@ export interface WriteErrorHandler {
  *   by arithmetic on offsets: a burst of 16 pipelined echoes, or 8 published
  *   messages queued for one subscriber, is one write with no copy. Only
  *   non-adjacent frames are joined by copying.
- * - No async function, no per-write closure: one `write` promise per batch
- *   with two callbacks allocated once per connection, and one microtask
- *   flushes every writer that has something queued (a publish to 1,000
- *   subscribers schedules one, not 1,000).
+ * - No async function: one `write` promise per batch with its two
+ *   callbacks, and one microtask flushes every writer that has something
+ *   queued (a publish to 1,000 subscribers schedules one, not 1,000).
  *
  * `bufferedAmount` counts the bytes of frames (headers included) accepted but
  * not yet handed to the kernel.

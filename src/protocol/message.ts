@@ -85,7 +85,7 @@ export interface AssemblyBudget {
  * ```
  */
 export interface BufferLender {
-  /** A buffer of `size` bytes, or of at least `size` bytes viewed from its first byte. */
+  /** A buffer of at least `size` bytes (the assembler uses its first `size`). */
   take(size: number): Uint8Array;
   /** A buffer from `take` that nothing uses any more. */
   give(buffer: Uint8Array): void;
