@@ -286,6 +286,10 @@ export class HttpSession<T> implements BodyHost {
    * The controller is made when the handler first reads `request.signal`.
    */
   #answering: ServedRequest | null = null;
+  // The read callbacks (see #fillOnce and #watch), made on first use.
+  #filled: ((n: number | null) => number) | null = null;
+  #fillFailed: (() => number) | null = null;
+  #watched: ((n: number) => void) | null = null;
   /** The connection's response writer, made for its first response. */
   #writer: ResponseWriter | null = null;
   // The writer's callbacks, made on first use and reused for every response
@@ -497,16 +501,27 @@ export class HttpSession<T> implements BodyHost {
     return this.#filling = this.#fillOnce();
   }
 
-  async #fillOnce(): Promise<number> {
-    const reader = this.reader;
+  #fillOnce(): Promise<number> {
+    let raw: Promise<number | null>;
     try {
       // readRaw + commit, not reader.fill(): one async layer fewer per read.
-      return reader.commit(await reader.readRaw());
+      raw = this.reader.readRaw();
     } catch {
-      return 0;
-    } finally {
-      this.#filling = null;
+      // The buffer is full at its maximum size: as the end of input.
+      return Promise.resolve(0);
     }
+    // Callbacks made once per session, not an async function: no suspended
+    // frame and promise per read (one read per request: the watch's).
+    return raw.then(
+      this.#filled ??= (n) => {
+        this.#filling = null;
+        return this.reader.commit(n);
+      },
+      this.#fillFailed ??= () => {
+        this.#filling = null;
+        return 0;
+      },
+    );
   }
 
   /**
@@ -981,17 +996,29 @@ export class HttpSession<T> implements BodyHost {
     this.#watch();
   }
 
-  async #watch(): Promise<void> {
+  /**
+   * One step of the watch: it ends, or reads once more and takes the next
+   * step when the read is in. A callback made once per session, not an
+   * async loop: no suspended frame and promise per request.
+   */
+  #watch(): void {
     const reader = this.reader;
-    const limit = this.#host.options.maxHeaderBytes;
-    while (this.#watching && !this.#done) {
-      if (reader.filled >= limit || findHeadEnd(reader.buffer, 0, reader.filled) >= 0) break;
-      const n = await this.fill();
-      if (n === 0) {
-        if (this.#watching && !this.#finishing) this.abort();
-        break;
-      }
+    if (
+      !this.#watching || this.#done || reader.filled >= this.#host.options.maxHeaderBytes ||
+      findHeadEnd(reader.buffer, 0, reader.filled) >= 0
+    ) {
+      this.#watching = false;
+      return;
     }
-    this.#watching = false;
+    this.fill().then(
+      this.#watched ??= (n) => {
+        if (n === 0) {
+          if (this.#watching && !this.#finishing) this.abort();
+          this.#watching = false;
+          return;
+        }
+        this.#watch();
+      },
+    );
   }
 }

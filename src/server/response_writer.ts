@@ -297,7 +297,8 @@ export class ResponseWriter {
   async write(response: Response, request: AnsweredRequest): Promise<WriteOutcome> {
     // One async frame from here to the socket for a complete body (the
     // usual response): each layer of async function between the session
-    // and conn.write was a promise and a microtask per response.
+    // and conn.write was a promise, a suspended frame and a microtask per
+    // response.
     const status = response.status;
     const bodiless = status === 204 || status === 304 || status < 200;
     const noBody = request.method === "HEAD" || bodiless;
@@ -305,94 +306,97 @@ export class ResponseWriter {
     this.#lines = scannedLines;
     this.#appCloses = scannedConnection !== null && saysClose(scannedConnection);
     const declared = declaredLength(scannedLength);
+    /** The whole response, when its body is complete at once. */
+    let whole: Uint8Array;
     if (response.body === null) {
       // HEAD may announce the length GET would send (RFC 9110 §9.3.2).
       const length = bodiless ? null : request.method === "HEAD" ? declared : 0;
-      return await this.#writeWhole(this.#head(status, length, request, true));
-    }
-    const body = this.#body = response.body.getReader();
-    try {
-      const pieces: Uint8Array[] = [];
-      let total = 0;
-      let pending: Promise<Read> | null = null;
-      const prefetch = declared === null ? PREFETCH_BYTES : READ_AHEAD_BYTES;
-      // Read what is ready now; stop at the first piece that is not.
-      while (total <= prefetch) {
-        const read = body.read();
-        // Whether the read settles within this turn of the event loop (a
-        // piece already in memory) or not (one still being produced). Up to
-        // READY_TICKS microtasks are checked here, inline: an async helper
-        // was a promise, a frame and two closures per read, two reads per
-        // response.
-        this.#probed = null;
-        this.#probeFailed = false;
-        read.then(this.#onProbe, this.#onProbeFailed);
-        let result: Read | null = null;
-        for (let i = 0; i < READY_TICKS; i++) {
-          await null;
-          if ((result = this.#probed) !== null) break;
-          if (this.#probeFailed) throw this.#probeError;
-        }
-        if (result === null) {
-          const late = await byNextTick(read);
-          if (late === LATE) {
-            pending = read;
+      whole = this.#head(status, length, request, true);
+    } else {
+      const body = this.#body = response.body.getReader();
+      try {
+        const pieces: Uint8Array[] = [];
+        let total = 0;
+        let pending: Promise<Read> | null = null;
+        let complete = false;
+        const prefetch = declared === null ? PREFETCH_BYTES : READ_AHEAD_BYTES;
+        // Read what is ready now; stop at the first piece that is not.
+        while (total <= prefetch) {
+          const read = body.read();
+          // Whether the read settles within this turn of the event loop (a
+          // piece already in memory) or not (one still being produced). Up
+          // to READY_TICKS microtasks are checked here, inline: an async
+          // helper was a promise, a frame and two closures per read, two
+          // reads per response.
+          this.#probed = null;
+          this.#probeFailed = false;
+          read.then(this.#onProbe, this.#onProbeFailed);
+          let result: Read | null = null;
+          for (let i = 0; i < READY_TICKS; i++) {
+            await null;
+            if ((result = this.#probed) !== null) break;
+            if (this.#probeFailed) throw this.#probeError;
+          }
+          if (result === null) {
+            const late = await byNextTick(read);
+            if (late === LATE) {
+              pending = read;
+              break;
+            }
+            result = late;
+          }
+          if (result.done) {
+            complete = true;
             break;
           }
-          result = late;
+          pieces.push(checkedPiece(result.value));
+          total += result.value.length;
         }
-        if (result.done) {
-          this.#body = null;
-          return await this.#writeWhole(
-            noBody
-              ? this.#head(status, bodiless ? null : total, request, true)
-              : this.#headAndBody(status, total, request, pieces),
-          );
+        if (complete) {
+          whole = noBody
+            ? this.#head(status, bodiless ? null : total, request, true)
+            : this.#headAndBody(status, total, request, pieces);
+        } else {
+          if (this.#aborted) return "cut";
+          if (!noBody) {
+            const sent = await this.#stream(status, request, pieces, pending, declared);
+            return !sent ? "cut" : this.#keep ? "keep" : "close";
+          }
+          // Not awaited: the producer's cancel callback must not hold up, or
+          // by throwing lose, the response.
+          body.cancel().catch(() => {});
+          whole = this.#head(status, declared, request, true);
         }
-        pieces.push(checkedPiece(result.value));
-        total += result.value.length;
-      }
-      if (this.#aborted) return "cut";
-      if (noBody) {
-        // Not awaited: the producer's cancel callback must not hold up, or
-        // by throwing lose, the response.
+      } catch {
+        // The body stream failed, or the client left: cut the response short.
         body.cancel().catch(() => {});
+        return "cut";
+      } finally {
         this.#body = null;
-        return await this.#writeWhole(this.#head(status, declared, request, true));
       }
-      const complete = await this.#stream(status, request, pieces, pending, declared);
-      return !complete ? "cut" : this.#keep ? "keep" : "close";
-    } catch {
-      // The body stream failed, or the client left: cut the response short.
-      body.cancel().catch(() => {});
-      return "cut";
-    } finally {
-      this.#body = null;
     }
-  }
-
-  /** Writes a whole response (head and body ready); never throws. */
-  async #writeWhole(bytes: Uint8Array): Promise<WriteOutcome> {
-    // The write op holds the array until its promise settles; only then
-    // may the pool hand it out again.
+    // The whole response (head and body ready), written here rather than in
+    // a helper: one async frame fewer per response. The write op holds the
+    // array until its promise settles; only then may the pool hand it out
+    // again.
     try {
       if (this.#prelude === null && !this.#aborted) {
-        // The usual case, inline: one write takes it all.
+        // The usual case: one write takes it all.
         this.#watch(true);
         let written: number;
         try {
-          written = await this.#conn.write(bytes);
+          written = await this.#conn.write(whole);
         } finally {
           this.#watch(false);
         }
-        if (written < bytes.length) await this.#writeAll(bytes.subarray(written));
+        if (written < whole.length) await this.#writeAll(whole.subarray(written));
       } else {
-        await this.#writeAll(bytes);
+        await this.#writeAll(whole);
       }
     } catch {
       return "cut";
     } finally {
-      release(bytes);
+      release(whole);
     }
     return this.#keep ? "keep" : "close";
   }
