@@ -30,6 +30,10 @@
  * (default 2); the share is shown with each result. Server and wrk run at
  * `--nice` -10 (as root; 0 turns it off).
  *
+ * Each result also gives the server's own CPU time per request (user +
+ * system, all threads, from /proc/PID/stat): on a shared machine, where
+ * req/s of one run can vary 2x, the steadier figure.
+ *
  * "keep-alive on" is wrk's default (HTTP/1.1 persistent connections);
  * against a server that closes after each response wrk reconnects, so for
  * a server without keep-alive those rows show one request per connection.
@@ -71,6 +75,11 @@ interface Sample {
   non2xx: number;
   /** CPU other processes used during the run, in % of one core. */
   foreign: number;
+  /**
+   * The server's own CPU time (user + system, all threads) per request, in
+   * µs: far less sensitive to other load on a shared machine than req/s.
+   */
+  cpu: number;
 }
 
 function usage(message: string): never {
@@ -242,6 +251,13 @@ function processTicks(exclude: Set<number>): Map<number, number> {
   return ticks;
 }
 
+/** One process's CPU ticks (user + system, all its threads) so far. */
+function ownTicks(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 /**
  * Ticks used between two snapshots by the processes alive at the second
  * (all of a new one's; what one that exited meanwhile used is not seen).
@@ -286,7 +302,7 @@ async function wrk(
   path: Path,
   mode: Mode,
   seconds: number,
-): Promise<{ text: string; foreign: number }> {
+): Promise<{ text: string; foreign: number; serverTicks: number }> {
   const [command, ...args] = pinned(options, 1, [
     "wrk",
     "-t1",
@@ -300,17 +316,22 @@ async function wrk(
   // nice and taskset exec wrk, so the child's pid is wrk's.
   const exclude = new Set([server, child.pid, Deno.pid]);
   const before = processTicks(exclude);
+  const serverBefore = ownTicks(server);
   const started = performance.now();
   const output = await child.output();
   const elapsed = (performance.now() - started) / 1000;
+  const serverTicks = ownTicks(server) - serverBefore;
   // 100 ticks a second is one core: ticks per second is % of a core.
   const foreign = ticksBetween(before, processTicks(exclude)) / elapsed;
   const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
   if (!output.success) throw new Error(`wrk failed:\n${text}`);
-  return { text, foreign };
+  return { text, foreign, serverTicks };
 }
 
-function parseWrk(text: string): Omit<Sample, "target" | "path" | "mode" | "foreign"> {
+function parseWrk(text: string): Omit<Sample, "target" | "path" | "mode" | "foreign" | "cpu"> & {
+  requests: number;
+} {
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
   const p50 = ms(/^\s+50%\s+(\S+)/m.exec(text)?.[1] ?? "");
   const p99 = ms(/^\s+99%\s+(\S+)/m.exec(text)?.[1] ?? "");
@@ -318,7 +339,7 @@ function parseWrk(text: string): Omit<Sample, "target" | "path" | "mode" | "fore
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   const errors = socket === null ? 0 : socket.slice(1).reduce((sum, n) => sum + Number(n), 0);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
-  return { rps, p50, p99, transfer, errors, non2xx };
+  return { rps, p50, p99, transfer, errors, non2xx, requests };
 }
 
 function median(values: number[]): number {
@@ -388,12 +409,15 @@ async function main(): Promise<void> {
                   await wrk(options, child.pid, port, path, mode, options.warmup);
                 }
                 const result = await wrk(options, child.pid, port, path, mode, options.duration);
+                const parsed = parseWrk(result.text);
                 const tried = {
                   target,
                   path,
                   mode,
-                  ...parseWrk(result.text),
+                  ...parsed,
                   foreign: result.foreign,
+                  // 100 ticks a second (as above): a tick is 10,000 µs.
+                  cpu: result.serverTicks * 10_000 / parsed.requests,
                 };
                 if (sample === undefined || tried.foreign < sample.foreign) {
                   sample = tried;
@@ -409,6 +433,7 @@ async function main(): Promise<void> {
               console.error(
                 `run ${run + 1}/${options.runs} ${target} ${path} ${mode}: ` +
                   `${Math.round(sample.rps)} req/s, p99 ${sample.p99} ms, ` +
+                  `server CPU ${sample.cpu.toFixed(1)} µs/request, ` +
                   `foreign ${Math.round(sample.foreign)}%` +
                   (sample.errors + sample.non2xx > 0
                     ? ` (${sample.errors} socket errors, ${sample.non2xx} non-2xx)`
@@ -443,10 +468,11 @@ async function report(options: Options, samples: Sample[]): Promise<string> {
     `times) and the least disturbed attempt kept; "other CPU" is that share per run, with ` +
     `"!" where it stayed above the limit.`,
     "",
-    "| target | path | keep-alive | req/s (median) | req/s (runs) | p50 ms | p99 ms | socket errors | non-2xx | other CPU % |",
-    "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
+    "| target | path | keep-alive | req/s (median) | req/s (runs) | server CPU µs/req (median) | p50 ms | p99 ms | socket errors | non-2xx | other CPU % |",
+    "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
   ];
   const medians = new Map<string, number>();
+  const cpuMedians = new Map<string, number>();
   for (const path of ["/small", "/file.bin"] as Path[]) {
     for (const mode of options.modes) {
       for (const target of options.targets) {
@@ -456,9 +482,12 @@ async function report(options: Options, samples: Sample[]): Promise<string> {
         if (group.length === 0) continue;
         const rps = median(group.map((s) => s.rps));
         medians.set(`${target} ${path} ${mode}`, rps);
+        const cpu = median(group.map((s) => s.cpu));
+        cpuMedians.set(`${target} ${path} ${mode}`, cpu);
         lines.push(
           `| ${target} | ${path} | ${mode === "keep-alive" ? "on" : "off (Connection: close)"} | ` +
             `${Math.round(rps)} | ${group.map((s) => Math.round(s.rps)).join(", ")} | ` +
+            `${cpu.toFixed(1)} | ` +
             `${median(group.map((s) => s.p50)).toFixed(2)} | ` +
             `${median(group.map((s) => s.p99)).toFixed(2)} | ` +
             `${group.map((s) => s.errors).join(", ")} | ${
@@ -480,7 +509,13 @@ async function report(options: Options, samples: Sample[]): Promise<string> {
       for (const target of ["tsunagu", "cli", "deno-static"] as Target[]) {
         const value = medians.get(`${target} ${path} ${mode}`);
         if (base !== undefined && value !== undefined) {
-          ratios.push(`${target}/deno ${path} ${mode}: ${(value / base).toFixed(2)}×`);
+          // CPU as deno's over ours: above 1 where ours costs less per request.
+          const cpuRatio = cpuMedians.get(`deno ${path} ${mode}`)! /
+            cpuMedians.get(`${target} ${path} ${mode}`)!;
+          ratios.push(
+            `${target}/deno ${path} ${mode}: ${(value / base).toFixed(2)}× req/s, ` +
+              `${cpuRatio.toFixed(2)}× (deno's CPU per request / ${target}'s)`,
+          );
         }
       }
       const staticBase = medians.get(`deno-static ${path} ${mode}`);
