@@ -41,6 +41,7 @@ import {
 } from "../protocol/http1_request.ts";
 import { checkNonNegative } from "../connection/options.ts";
 import { type BodyHost, RequestBody } from "./request_body.ts";
+import { httpDate } from "./http_date.ts";
 import type { Handlers, RequestInfo, ResolvedOptions, UpgradeAccept } from "./options.ts";
 import type { Server } from "./server.ts";
 
@@ -556,14 +557,17 @@ export class HttpSession<T> implements BodyHost {
 
   async #reject(rejection: HandshakeRejection): Promise<void> {
     this.#host.httpResponded(rejection.status);
-    await this.#respondBytes(encodeRejection(rejection));
+    // With a Date, as every response this server originates (RFC 9110 §6.6.1).
+    const headers: [string, string][] = [["Date", httpDate()]];
+    if (rejection.headers !== undefined) headers.push(...rejection.headers);
+    await this.#respondBytes(encodeRejection({ ...rejection, headers }));
   }
 
   /** Answers `status` with no body (and no Content-Type), then closes. */
   async #respondEmpty(status: number): Promise<void> {
     this.#host.httpResponded(status);
     // No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
-    await this.#respondBytes(encodeResponseHead(status, [], null));
+    await this.#respondBytes(encodeResponseHead(status, [["Date", httpDate()]], null));
   }
 
   async #respondBytes(bytes: Uint8Array): Promise<void> {

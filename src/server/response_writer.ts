@@ -9,6 +9,7 @@
  */
 
 import { reasonPhrase } from "../protocol/handshake.ts";
+import { httpDate } from "./http_date.ts";
 
 // A body that is complete within this many bytes, and whose pieces are all
 // ready at once, is sent with a Content-Length in one write (the usual case:
@@ -81,6 +82,7 @@ function saysClose(value: string): boolean {
 let scannedLines = "";
 let scannedConnection: string | null = null;
 let scannedLength: string | null = null;
+let scannedDate = false;
 
 /**
  * One field of the application's headers, in the order Headers#forEach
@@ -100,6 +102,9 @@ function scanField(value: string, name: string): void {
     case "transfer-encoding":
     case "keep-alive":
       return;
+    case "date":
+      // The application's own Date is sent as it is, instead of ours.
+      scannedDate = true;
   }
   scannedLines += name + ": " + value + "\r\n";
 }
@@ -115,7 +120,10 @@ function scanHeaders(headers: Headers): void {
   scannedLines = "";
   scannedConnection = null;
   scannedLength = null;
+  scannedDate = false;
   headers.forEach(scanField);
+  // RFC 9110 §6.6.1: a response this server originates carries a Date.
+  if (!scannedDate) scannedLines += "date: " + httpDate() + "\r\n";
 }
 
 /** The Content-Length the application declared, if it is a valid one. */

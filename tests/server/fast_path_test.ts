@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { DATE, maskDate } from "../helpers/http_date.ts";
 import { RawClient } from "../helpers/raw_client.ts";
 import { startServer } from "../helpers/harness.ts";
 
@@ -88,21 +89,21 @@ Deno.test("fast path: string, bytes, stream and null bodies, for GET and HEAD, b
   });
   const text = "content-type: text/plain;charset=UTF-8\r\n";
   const expected: Record<string, string> = {
-    "/string": `HTTP/1.1 200 OK\r\n${text}Content-Length: 6\r\n\r\nhéllo`,
-    "/bytes": "HTTP/1.1 200 OK\r\nx-kind: bytes\r\nContent-Length: 5\r\n\r\nbytes",
-    "/ready-stream": "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+    "/string": `HTTP/1.1 200 OK\r\n${text}${DATE}Content-Length: 6\r\n\r\nhéllo`,
+    "/bytes": `HTTP/1.1 200 OK\r\nx-kind: bytes\r\n${DATE}Content-Length: 5\r\n\r\nbytes`,
+    "/ready-stream": `HTTP/1.1 200 OK\r\n${DATE}Content-Length: 3\r\n\r\nabc`,
     "/late-stream":
-      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n",
-    "/null": "HTTP/1.1 200 OK\r\nx-kind: null\r\nContent-Length: 0\r\n\r\n",
+      `HTTP/1.1 200 OK\r\n${DATE}Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n`,
+    "/null": `HTTP/1.1 200 OK\r\nx-kind: null\r\n${DATE}Content-Length: 0\r\n\r\n`,
   };
   const head: Record<string, string> = {
-    "/string": `HTTP/1.1 200 OK\r\n${text}Content-Length: 6\r\n\r\n`,
-    "/bytes": "HTTP/1.1 200 OK\r\nx-kind: bytes\r\nContent-Length: 5\r\n\r\n",
-    "/ready-stream": "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+    "/string": `HTTP/1.1 200 OK\r\n${text}${DATE}Content-Length: 6\r\n\r\n`,
+    "/bytes": `HTTP/1.1 200 OK\r\nx-kind: bytes\r\n${DATE}Content-Length: 5\r\n\r\n`,
+    "/ready-stream": `HTTP/1.1 200 OK\r\n${DATE}Content-Length: 3\r\n\r\n`,
     // A HEAD's body still being produced: no length to announce.
-    "/late-stream": "HTTP/1.1 200 OK\r\n\r\n",
+    "/late-stream": `HTTP/1.1 200 OK\r\n${DATE}\r\n`,
     // A null body: nothing declared, nothing announced.
-    "/null": "HTTP/1.1 200 OK\r\nx-kind: null\r\n\r\n",
+    "/null": `HTTP/1.1 200 OK\r\nx-kind: null\r\n${DATE}\r\n`,
   };
   try {
     using raw = await RawClient.connect(h.port);
@@ -111,8 +112,8 @@ Deno.test("fast path: string, bytes, stream and null bodies, for GET and HEAD, b
         await raw.write(`${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
         if (path === "/late-stream" && method === "GET") {
           assert.equal(
-            await raw.readUntil("5\r\nfirst\r\n"),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+            maskDate(await raw.readUntil("5\r\nfirst\r\n")),
+            `HTTP/1.1 200 OK\r\n${DATE}Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n`,
           );
           release();
           assert.equal(await raw.readUntil("0\r\n\r\n"), "6\r\nsecond\r\n0\r\n\r\n");
@@ -121,7 +122,7 @@ Deno.test("fast path: string, bytes, stream and null bodies, for GET and HEAD, b
         const want = method === "GET" ? expected[path] : head[path];
         // As it is on the wire: UTF-8 bytes, read one char per byte.
         const wire = String.fromCharCode(...encoder.encode(want));
-        assert.equal(await raw.readExactly(wire.length), wire, `${method} ${path}`);
+        assert.equal(maskDate(await raw.readExactly(wire.length)), wire, `${method} ${path}`);
         if (path === "/late-stream") release();
       }
     }
@@ -151,15 +152,15 @@ Deno.test("fast path: headers the handler set, appended, deleted or declared are
       return response;
     },
   });
-  const fields = "set-cookie: a=1\r\nset-cookie: b=2\r\nx-list: 1, 2\r\nx-upper: Value\r\n";
+  const fields = `set-cookie: a=1\r\nset-cookie: b=2\r\nx-list: 1, 2\r\nx-upper: Value\r\n${DATE}`;
   try {
     using raw = await RawClient.connect(h.port);
     await raw.write("GET /keep HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     const kept = `HTTP/1.1 200 OK\r\n${fields}Content-Length: 3\r\n\r\nabc`;
-    assert.equal(await raw.readExactly(kept.length), kept);
+    assert.equal(maskDate(await raw.readExactly(kept.length)), kept);
     await raw.write("GET /close HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert.equal(
-      await raw.readToEnd(),
+      maskDate(await raw.readToEnd()),
       `HTTP/1.1 200 OK\r\n${fields}Content-Length: 3\r\nConnection: close\r\n\r\nabc`,
     );
     assert.equal(raw.ended, "eof");
@@ -195,6 +196,39 @@ Deno.test("fast path: many connections at once get their own bytes (pooled respo
       }
       raw.close();
     }));
+  } finally {
+    await h.server.shutdown();
+  }
+});
+
+Deno.test("Date: handler responses and the server's own errors carry the current time; an application's own Date is kept", async () => {
+  const h = startServer({}, {
+    fetch(request) {
+      if (new URL(request.url).pathname === "/own") {
+        return new Response("x", { headers: { date: "Tue, 01 Dec 2026 00:00:00 GMT" } });
+      }
+      return new Response("y");
+    },
+  });
+  try {
+    using raw = await RawClient.connect(h.port);
+    await raw.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const plain = `HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=UTF-8\r\n${DATE}` +
+      "Content-Length: 1\r\n\r\ny";
+    // maskDate throws unless the date is well-formed and within a minute of now.
+    assert.equal(maskDate(await raw.readExactly(plain.length)), plain);
+    await raw.write("GET /own HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const own = "HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=UTF-8\r\n" +
+      "date: Tue, 01 Dec 2026 00:00:00 GMT\r\nContent-Length: 1\r\n\r\nx";
+    assert.equal(await raw.readExactly(own.length), own, "one Date, the application's");
+    // The server's own answer to a malformed request (400) has one too.
+    await raw.write(
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    );
+    const error = await raw.readToEnd();
+    assert.match(error, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.equal(error.match(/\r\nDate: /g)?.length, 1, error);
+    assert.ok(maskDate(error).includes("\r\nDate: Www, DD Mmm YYYY hh:mm:ss GMT\r\n"), error);
   } finally {
     await h.server.shutdown();
   }
