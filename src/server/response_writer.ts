@@ -139,6 +139,10 @@ function declaredLength(value: string | null): number | null {
 // generation with off-heap memory that scavenges must track. Bounded, so
 // a burst leaves at most POOL_MAX * POOLED_BYTES behind.
 const POOLED_BYTES = 2048;
+// A complete body of one piece at least this long is written after its
+// head instead of being copied in with it: two writes rather than one, but
+// no fresh array the size of the body per response.
+const SEPARATE_BODY_BYTES = 16 * 1024;
 const POOL_MAX = 64;
 const pool: ArrayBuffer[] = [];
 
@@ -316,6 +320,8 @@ export class ResponseWriter {
     const declared = declaredLength(scannedLength);
     /** The whole response, when its body is complete at once. */
     let whole: Uint8Array;
+    /** A body written after `whole`, from where it lies (see SEPARATE_BODY_BYTES). */
+    let tail: Uint8Array | null = null;
     if (response.body === null) {
       // HEAD may announce the length GET would send (RFC 9110 §9.3.2).
       const length = bodiless ? null : request.method === "HEAD" ? declared : 0;
@@ -361,9 +367,15 @@ export class ResponseWriter {
           total += result.value.length;
         }
         if (complete) {
-          whole = noBody
-            ? this.#head(status, bodiless ? null : total, request, true)
-            : this.#headAndBody(status, total, request, pieces);
+          if (noBody) whole = this.#head(status, bodiless ? null : total, request, true);
+          else if (pieces.length === 1 && total >= SEPARATE_BODY_BYTES) {
+            // A large body in one piece (a static file's first read) goes
+            // out as it lies, after its head: a second write op costs less
+            // than a fresh array of its size, zeroed, copied into and swept
+            // (8% of the CPU of serving a 64 KiB file, bench/RESULTS.md).
+            whole = this.#head(status, total, request, true);
+            tail = pieces[0];
+          } else whole = this.#headAndBody(status, total, request, pieces);
         } else {
           if (this.#aborted) return "cut";
           if (!noBody) {
@@ -401,6 +413,7 @@ export class ResponseWriter {
       } else {
         await this.#writeAll(whole);
       }
+      if (tail !== null) await this.#writeAll(tail);
     } catch {
       return "cut";
     } finally {
