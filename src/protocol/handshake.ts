@@ -796,43 +796,6 @@ export function encodeResponseHead(
   return encoder.encode(responseHeadText(status, headers, framing, connection));
 }
 
-/**
- * {@linkcode encodeResponseHead} followed by `body`, in one new array: the
- * usual small response goes out in one write. An ASCII head (the usual one)
- * is copied in char by char, with no call into the runtime's encoder and no
- * second array to join.
- */
-export function encodeResponse(
-  status: number,
-  headers: Iterable<[string, string]>,
-  framing: number | "chunked" | null,
-  connection: ConnectionField,
-  body: readonly Uint8Array[],
-  bodyLength: number,
-): Uint8Array {
-  const text = responseHeadText(status, headers, framing, connection);
-  const length = text.length;
-  let bytes = new Uint8Array(length + bodyLength);
-  let at = 0;
-  for (; at < length; at++) {
-    const code = text.charCodeAt(at);
-    if (code > 0x7f) break;
-    bytes[at] = code;
-  }
-  if (at < length) {
-    // A header value with non-ASCII characters: encoded as before (UTF-8).
-    const head = encoder.encode(text);
-    bytes = new Uint8Array(head.length + bodyLength);
-    bytes.set(head);
-    at = head.length;
-  }
-  for (const piece of body) {
-    bytes.set(piece, at);
-    at += piece.length;
-  }
-  return bytes;
-}
-
 function responseHeadText(
   status: number,
   headers: Iterable<[string, string]>,
