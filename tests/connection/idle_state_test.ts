@@ -45,12 +45,20 @@ class QuietConn {
   }
 }
 
-function open(headers: Headers | string) {
-  const conn = new QuietConn();
+interface Setup {
+  handlers?: ConnectionHost<undefined>["handlers"];
+  headers?: Headers | string;
+  url?: string;
+  /** Whether a handler error reported to the host fails the test. */
+  strict?: boolean;
+}
+
+/** A Connection over `conn` with a stand-in host that records the close codes its socket reports. */
+function connect<C extends QuietConn>(conn: C, setup: Setup = {}) {
   const closes: number[] = [];
   const host: ConnectionHost<undefined> = {
     options: CONNECTION_DEFAULTS,
-    handlers: {},
+    handlers: setup.handlers ?? {},
     owner: null,
     now: Date.now(),
     connectionClosed() {},
@@ -62,7 +70,7 @@ function open(headers: Headers | string) {
       return 0;
     },
     reportError(error) {
-      throw error;
+      if (setup.strict) throw error;
     },
   };
   const reader = new ByteReader(conn as unknown as Deno.Conn, {
@@ -74,12 +82,16 @@ function open(headers: Headers | string) {
   const connection = new Connection<undefined>(host, {
     conn: conn as unknown as Deno.Conn,
     reader,
-    url: "ws://example.test/chat?room=a",
+    url: setup.url ?? "ws://example.test/",
     protocol: "",
-    headers,
+    headers: setup.headers ?? new Headers(),
     data: undefined,
   });
   return { conn, connection, closes };
+}
+
+function open(headers: Headers | string) {
+  return connect(new QuietConn(), { headers, url: "ws://example.test/chat?room=a", strict: true });
 }
 
 Deno.test("headers kept as the head's text parse on first use, repeated fields joined", () => {
@@ -211,38 +223,8 @@ function masked(first: number, payload: Uint8Array): Uint8Array {
 }
 
 function openFed(handlers: ConnectionHost<undefined>["handlers"]) {
-  const conn = new FeedConn();
-  const closes: number[] = [];
-  const host: ConnectionHost<undefined> = {
-    options: CONNECTION_DEFAULTS,
-    handlers,
-    owner: null,
-    now: Date.now(),
-    connectionClosed() {},
-    socketClosed(_connection, code) {
-      closes.push(code);
-    },
-    setSubscribed() {},
-    publishFrame() {
-      return 0;
-    },
-    reportError() {},
-  };
-  const reader = new ByteReader(conn as unknown as Deno.Conn, {
-    initialSize: 256,
-    settledSize: 256,
-    maxSize: 256 * 1024,
-    mode: "read",
-  });
-  const connection = new Connection<undefined>(host, {
-    conn: conn as unknown as Deno.Conn,
-    reader,
-    url: "ws://example.test/",
-    protocol: "",
-    headers: new Headers(),
-    data: undefined,
-  });
-  return { conn, connection, closes, loop: connection.run() };
+  const opened = connect(new FeedConn(), { handlers });
+  return { ...opened, loop: opened.connection.run() };
 }
 
 const text = (s: string) => new TextEncoder().encode(s);
