@@ -14,6 +14,9 @@
  * - `tsunagu`      tsunagu's `serve()` with a `fetch` handler: `/small` the
  *                  same text, everything else the static handler.
  *
+ * The environment variable `STATIC_CACHE_BYTES` sets the static handler's
+ * cache budget (default: the handler's; 0 measures without the cache).
+ *
  * SIGTERM and SIGINT stop the server and exit 0.
  *
  * @module
@@ -31,7 +34,10 @@ if (!["deno", "deno-static", "tsunagu"].includes(kind) || !Number.isInteger(port
 
 const SMALL = "hello, world\n";
 const small = () => new Response(SMALL, { headers: { "content-type": "text/plain" } });
-const files = await createStaticHandler(dir);
+const cacheText = Deno.env.get("STATIC_CACHE_BYTES");
+const files = await createStaticHandler(dir, {
+  cacheBytes: cacheText === undefined ? undefined : Number(cacheText),
+});
 
 /** The plain `Deno.serve` way: open, stat, stream `file.readable`. */
 async function denoFile(path: string): Promise<Response> {

@@ -14,7 +14,9 @@
  * `Accept-Ranges: bytes`: a single `Range` gets 206 with only those bytes,
  * read from the file at their offset, an unsatisfiable one 416, and
  * `If-Range` naming an older version the whole file (rules in
- * `conditional.ts`). Bodies are streamed, never read whole.
+ * `conditional.ts`). Small files that have not changed for a while are
+ * kept in memory (see {@linkcode FileCache}); larger ones are streamed,
+ * never read whole.
  *
  * @module
  */
@@ -227,6 +229,187 @@ async function fileBody(file: Deno.FsFile, length: number): Promise<ReadableStre
   }, { highWaterMark: 1 });
 }
 
+/** Files up to this size are kept in memory once read whole. */
+const CACHE_FILE_BYTES = 128 * 1024;
+
+/** The cache's default budget, in bytes of file content. */
+const DEFAULT_STATIC_CACHE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A file changed less than this long ago is read for each request and not
+ * cached. Stamps are coarse (Deno gives ctime in whole seconds, and the
+ * kernel's clock ticks in milliseconds), so a write of the same size right
+ * after a read could keep size, mtime and ctime; a file whose mtime and
+ * ctime are this old gets a later ctime on any change, even one that sets
+ * mtime back.
+ */
+const SETTLED_MS = 2_000;
+
+/** A file's bytes with the identity and stamps they were read under. */
+interface CachedFile {
+  dev: number;
+  ino: number;
+  size: number;
+  mtime: number;
+  ctime: number | null;
+  bytes: Uint8Array<ArrayBuffer>;
+  validators: Validators | null;
+}
+
+/** The identity and stamps of a file as `stat` gives them, or null when it cannot be cached. */
+function identity(info: Deno.FileInfo): Omit<CachedFile, "bytes" | "validators"> | null {
+  // Without an inode number (Windows) a replaced file could not be told from
+  // the cached one, and without mtime nor from an edited one.
+  if (info.ino === null || info.mtime === null) return null;
+  return {
+    dev: info.dev,
+    ino: info.ino,
+    size: info.size,
+    mtime: info.mtime.getTime(),
+    ctime: info.ctime?.getTime() ?? null,
+  };
+}
+
+/**
+ * The contents of small static files, so a hit answers from memory instead
+ * of opening, reading and closing the file: on a 64 KiB file that is the
+ * larger part of a request's cost (the open and read ops, and a fresh zeroed
+ * array per request). A hit is still checked against the file every time:
+ * the path is resolved and `stat`ed as for any request, and the entry is
+ * used only if device, inode, size, mtime and ctime are all unchanged, so a
+ * replaced, edited, touched or re-permissioned file is read again at once.
+ * Only files that have been still for two seconds are cached, and
+ * only when a second `stat` after the read shows the file unchanged while it
+ * was read. Entries live under a byte budget and the least recently used
+ * go first.
+ */
+class FileCache {
+  readonly #entries = new Map<string, CachedFile>();
+  readonly #budget: number;
+  #bytes = 0;
+
+  constructor(budget: number) {
+    this.#budget = budget;
+  }
+
+  /** Whether a file with this `stat` may be read whole and kept. */
+  wants(info: Deno.FileInfo, now: number): boolean {
+    return this.#budget > 0 && info.isFile && info.size <= CACHE_FILE_BYTES &&
+      info.size <= this.#budget && identity(info) !== null &&
+      now - info.mtime!.getTime() >= SETTLED_MS &&
+      (info.ctime === null || now - info.ctime.getTime() >= SETTLED_MS);
+  }
+
+  /** The entry for `path` if `info` shows the same file, unchanged. */
+  get(path: string, info: Deno.FileInfo): CachedFile | undefined {
+    const entry = this.#entries.get(path);
+    if (entry === undefined) return undefined;
+    const now = identity(info);
+    if (
+      now === null || now.dev !== entry.dev || now.ino !== entry.ino ||
+      now.size !== entry.size || now.mtime !== entry.mtime || now.ctime !== entry.ctime
+    ) {
+      this.#remove(path, entry);
+      return undefined;
+    }
+    // Most recently used last: Map keeps insertion order.
+    this.#entries.delete(path);
+    this.#entries.set(path, entry);
+    return entry;
+  }
+
+  /** Keeps `bytes`, read from `path` while `before` and `after` were its `stat`. */
+  put(
+    path: string,
+    before: Deno.FileInfo,
+    after: Deno.FileInfo,
+    bytes: Uint8Array<ArrayBuffer>,
+  ): void {
+    const was = identity(before);
+    const is = identity(after);
+    if (
+      was === null || is === null || was.dev !== is.dev || was.ino !== is.ino ||
+      was.size !== is.size || was.mtime !== is.mtime || was.ctime !== is.ctime ||
+      bytes.length !== was.size
+    ) {
+      return;
+    }
+    const old = this.#entries.get(path);
+    if (old !== undefined) this.#remove(path, old);
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#bytes + bytes.length <= this.#budget) break;
+      this.#remove(oldest, entry);
+    }
+    this.#entries.set(path, {
+      ...was,
+      bytes,
+      validators: fileValidators(was.size, before.mtime),
+    });
+    this.#bytes += bytes.length;
+  }
+
+  #remove(path: string, entry: CachedFile): void {
+    this.#entries.delete(path);
+    this.#bytes -= entry.bytes.length;
+  }
+}
+
+/** Reads the rest of `file` into one array of exactly `size` bytes, or null if it ends early. */
+async function readWhole(
+  file: Deno.FsFile,
+  size: number,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  const bytes = new Uint8Array(size);
+  let filled = 0;
+  while (filled < size) {
+    const got = await file.read(bytes.subarray(filled));
+    if (got === null) return null;
+    filled += got;
+  }
+  return bytes;
+}
+
+/**
+ * The response for a GET of a file held in memory: 200, or 206 with the
+ * range's bytes. The Response copies what it is given, so the cached bytes
+ * are never handed out.
+ */
+function answerFromMemory(
+  request: Request,
+  type: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  validators: Validators | null,
+): Response {
+  const size = bytes.length;
+  const answer = decide("GET", request.headers, size, validators);
+  const bodiless = answerWithoutBody(answer, size, validators);
+  if (bodiless !== null) return bodiless;
+  const headers = fileHeaders(type, size, validators);
+  if (answer.status !== 206) return new Response(bytes, { headers });
+  const { start, end } = answer.range;
+  headers["content-length"] = String(end - start + 1);
+  headers["content-range"] = `bytes ${start}-${end}/${size}`;
+  return new Response(bytes.subarray(start, end + 1), { status: 206, headers });
+}
+
+/**
+ * Options of {@linkcode createStaticHandler}.
+ *
+ * @example
+ * ```ts ignore
+ * import { createStaticHandler } from "./static_files.ts";
+ * // Up to 64 MiB of small files in memory; { cacheBytes: 0 } reads every time.
+ * const files = await createStaticHandler("./public", { cacheBytes: 64 * 1024 * 1024 });
+ * ```
+ */
+export interface StaticOptions {
+  /**
+   * Bytes of file content kept in memory (files up to 128 KiB each that
+   * have not changed for two seconds); 0 turns the cache off. Default 16 MiB.
+   */
+  cacheBytes?: number;
+}
+
 /**
  * Serves the files under one directory. Create it with
  * {@linkcode createStaticHandler}, which checks the directory first.
@@ -240,6 +423,7 @@ export type StaticHandler = (request: Request) => Promise<Response>;
  * @throws {Deno.errors.NotFound} when `root` does not exist.
  * @throws {Deno.errors.NotADirectory} when `root` is not a directory.
  * @throws {Deno.errors.NotCapable} without read permission for `root`.
+ * @throws {RangeError} when `options.cacheBytes` is negative or not whole.
  *
  * @example
  * ```ts ignore
@@ -249,7 +433,15 @@ export type StaticHandler = (request: Request) => Promise<Response>;
  * console.log(response.status, response.headers.get("content-type"));
  * ```
  */
-export async function createStaticHandler(root: string): Promise<StaticHandler> {
+export async function createStaticHandler(
+  root: string,
+  options: StaticOptions = {},
+): Promise<StaticHandler> {
+  const cacheBytes = options.cacheBytes ?? DEFAULT_STATIC_CACHE_BYTES;
+  if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) {
+    throw new RangeError(`cacheBytes must be a whole number of bytes >= 0, got ${cacheBytes}`);
+  }
+  const cache = new FileCache(cacheBytes);
   const rootReal = await Deno.realPath(root);
   if (!(await Deno.stat(rootReal)).isDirectory) {
     throw new Deno.errors.NotADirectory(`not a directory: ${root}`);
@@ -298,9 +490,12 @@ export async function createStaticHandler(root: string): Promise<StaticHandler> 
         return answerWithoutBody(answer, info.size, validators) ??
           new Response(null, { headers: fileHeaders(type, info.size, validators) });
       }
-      // Streamed, not read whole: a large file costs a read buffer, not its
-      // size. The length and validators come from the open file, so they
-      // describe what is read even if the path was replaced meanwhile.
+      const cached = cache.get(real, info);
+      if (cached !== undefined) {
+        return answerFromMemory(request, type, cached.bytes, cached.validators);
+      }
+      // The length and validators come from the open file, so they describe
+      // what is read even if the path was replaced meanwhile.
       const file = await Deno.open(real);
       try {
         const opened = file.statSync();
@@ -308,6 +503,18 @@ export async function createStaticHandler(root: string): Promise<StaticHandler> 
           closeQuietly(file);
           return notFound();
         }
+        if (cache.wants(opened, Date.now())) {
+          const bytes = await readWhole(file, opened.size);
+          const after = file.statSync();
+          closeQuietly(file);
+          if (bytes === null) {
+            return plain(503, "the file changed while it was read", { "retry-after": "1" });
+          }
+          cache.put(real, opened, after, bytes);
+          const validators = fileValidators(opened.size, opened.mtime);
+          return answerFromMemory(request, type, bytes, validators);
+        }
+        // Streamed, not read whole: a large file costs a read buffer, not its size.
         const validators = fileValidators(opened.size, opened.mtime);
         const answer = decide("GET", request.headers, opened.size, validators);
         const bodiless = answerWithoutBody(answer, opened.size, validators);
