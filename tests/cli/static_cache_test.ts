@@ -6,12 +6,15 @@
  * 304 and HEAD answers from memory match the file; the budget evicts without
  * mixing files up; bodies handed out are copies.
  *
- * The handler is called in-process: what it returns is what `serve()` sends
- * (the wire format of its answers is covered in static_files_test.ts).
+ * Most tests call the handler in-process: what it returns is what `serve()`
+ * sends (the wire format of its answers is covered in static_files_test.ts).
+ * One goes through `serve()`, since a kept file's bytes are handed to the
+ * server as they are, not copied.
  */
 
 import assert from "node:assert/strict";
 import { createStaticHandler, type StaticHandler } from "../../src/cli/static_files.ts";
+import { serve } from "../../src/server/server.ts";
 
 const OLD = new Date(Date.UTC(2021, 5, 6, 7, 8, 9, 100));
 
@@ -174,6 +177,37 @@ Deno.test("static cache: a negative or fractional budget is refused", async () =
   await withRoot(async (root) => {
     for (const cacheBytes of [-1, 1.5, Number.NaN]) {
       await assert.rejects(() => createStaticHandler(root, { cacheBytes }), RangeError);
+    }
+  });
+});
+
+Deno.test("static cache: answers from memory through serve() are the file, request after request", async () => {
+  await withRoot(async (root) => {
+    const bytes = pattern(65_536, 7);
+    await writeOld(`${root}/f.bin`, bytes);
+    await settle();
+    const files = await createStaticHandler(root);
+    const server = serve({ port: 0, hostname: "127.0.0.1" }, {
+      fetch: (request) => files(request),
+    });
+    try {
+      const url = `http://127.0.0.1:${server.addr.port}/f.bin`;
+      for (let round = 0; round < 5; round++) {
+        const whole = await fetch(url);
+        assert.equal(whole.status, 200);
+        assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), bytes, `round ${round}`);
+        const part = await fetch(url, {
+          headers: { Range: `bytes=${round * 1000}-${round * 1000 + 99}` },
+        });
+        assert.equal(part.status, 206);
+        assert.deepEqual(
+          new Uint8Array(await part.arrayBuffer()),
+          bytes.subarray(round * 1000, round * 1000 + 100),
+          `range in round ${round}`,
+        );
+      }
+    } finally {
+      await server.shutdown();
     }
   });
 });
