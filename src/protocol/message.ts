@@ -596,7 +596,9 @@ export class MessageAssembler implements FrameHandler {
       // that meets one slows down for plain arrays too). Nor raising glibc's
       // trim threshold by freeing one untouched 16 MiB block (1 MiB echo:
       // half the CPU, a third of the page faults), as a server left after
-      // peers abandoned large messages then kept ~60 MiB more.
+      // peers abandoned large messages then kept ~60 MiB more; a smaller
+      // block does not keep the memory reliably, because V8 frees tens of
+      // MiB of dead messages at once.
       next = new Uint8Array(capacity);
     } else {
       next = lend.take(capacity);
