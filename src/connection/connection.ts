@@ -265,6 +265,7 @@ const FINISHING = 2;
 const PING_OUTSTANDING = 4;
 const READING_STOPPED = 8;
 const LINGERING = 16;
+const PARSER_STOPPED = 32;
 
 /** One WebSocket connection after a successful upgrade. */
 export class Connection<T> implements MessageHandler, FrameHandler, SocketTransport {
@@ -302,7 +303,9 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   // Made on first write (see #sink): an idle connection never writes, and a
   // writer is ~250 bytes per connection (idle memory).
   #writer: FrameWriter | null = null;
-  #parser: FrameParser;
+  // Made when the first frame bytes arrive (see #frameParser): an idle
+  // connection never receives any, and a parser is ~120 bytes (idle memory).
+  #parser: FrameParser | null = null;
   // Made on the first frame (see #frames): until then the parser reports to
   // the connection itself. An idle connection never receives one, and an
   // assembler is ~250 bytes per connection (idle memory).
@@ -478,12 +481,30 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     } else {
       this.#lend = null;
     }
-    this.#parser = new FrameParser(this, {
+    this.socket = new Socket<T>(this, init.data);
+  }
+
+  /** The frame parser, made on first use. */
+  get #frameParser(): FrameParser {
+    return this.#parser ?? this.#makeParser();
+  }
+
+  #makeParser(): FrameParser {
+    const parser = this.#parser = new FrameParser(this, {
       expectMasked: !this.#client,
       // permessage-deflate marks compressed messages with RSV1.
-      allowedRsv: deflate === null ? 0 : 0x40,
+      allowedRsv: this.#deflate === null ? 0 : 0x40,
     });
-    this.socket = new Socket<T>(this, init.data);
+    // Stopped before it existed (the connection ended or is ending): it
+    // ignores input, as one made at the start would by now.
+    if ((this.#flags & PARSER_STOPPED) !== 0) parser.stop();
+    return parser;
+  }
+
+  /** Stops the parser (made or not): input is ignored from now on. */
+  #stopParser(): void {
+    this.#flags |= PARSER_STOPPED;
+    this.#parser?.stop();
   }
 
   /** The message assembler, made on first use. */
@@ -511,7 +532,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     if (this.#finishing) assembler.stop();
     // From now on the parser reports to the assembler directly: the
     // connection stands in only until the first frame.
-    this.#parser.setHandler(assembler);
+    this.#frameParser.setHandler(assembler);
     return assembler;
   }
 
@@ -596,7 +617,6 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
       // reading goes on: closing a socket with unread bytes makes the kernel
       // send a reset, which can destroy our close frame before the peer reads
       // it. So we read (and discard) until the peer's EOF or the close deadline.
-      const parser = this.#parser;
       const direct = reader.canReadInto;
       while (!this.#finished) {
         // A producer waits for the queues its messages overfilled...
@@ -618,7 +638,9 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
         }
         // A long payload still to come is read straight into its message's
         // buffer, skipping the copy out of the read buffer (large messages).
-        const target = direct ? parser.payloadTarget(DIRECT_READ_MIN) : null;
+        // (No parser yet: no frame under way, so no payload to come.)
+        const parser = this.#parser;
+        const target = direct && parser !== null ? parser.payloadTarget(DIRECT_READ_MIN) : null;
         if (target !== null) {
           const buffer = target.buffer;
           const lend = this.#lend;
@@ -636,7 +658,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
           this.#countRead();
           this.bytesReceived += n;
           this.lastReceived = this.#host.now;
-          parser.push(target, n);
+          parser!.push(target, n);
           if (lend !== null) this.#readSettled(lend);
           continue;
         }
@@ -783,7 +805,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     this.lastReceived = this.#host.now;
     // The parser consumes everything (it keeps partial headers itself), so
     // the buffer is free for the next read as soon as push returns.
-    this.#parser.push(reader.buffer, reader.filled);
+    this.#frameParser.push(reader.buffer, reader.filled);
     reader.filled = 0;
     if (this.#lend !== null) this.#lend.handedOverRead = null;
   }
@@ -874,7 +896,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   /** The peer's close frame: echo it, then close TCP once it is written. */
   onClose(code: number, reason: string): void {
     this.#closeReceived = { code, reason };
-    this.#parser.stop();
+    this.#stopParser();
     if (!this.#closeSent) {
       // Echo the peer's code and reason (RFC 6455 §5.5.1, as ws and Deno
       // do); an empty close is answered empty.
@@ -885,7 +907,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
 
   /** A protocol violation: fail the connection with its code. */
   onProtocolError(code: number, message: string): void {
-    this.#parser.stop();
+    this.#stopParser();
     this.#fail(code, message);
   }
 
@@ -1196,7 +1218,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     if (this.#finished) return;
     this.#finished = true;
     this.#finishing = true;
-    this.#parser.stop();
+    this.#stopParser();
     this.#assembler?.stop();
     this.#writer?.abort();
     // After the assembler gave back its buffer (stop, above); once, as
