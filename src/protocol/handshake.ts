@@ -140,20 +140,29 @@ export function findBareLf(bytes: Uint8Array, from: number, to: number): number 
   return -1;
 }
 
-// Head parsing is linear in the head's length whatever a peer sends. Each
-// pattern below is anchored at the start (tried at one position only), and
-// each repeated class is followed by a character it cannot match, so a
-// failed match gives back each run at most once. Trimming values with
-// /^[ \t]+|[ \t]+$/g was not: its unanchored second half was tried from
-// every space of a run that did not end the value, so "a", 16,000 spaces and
-// "b" cost ~10^8 steps (~280 ms) instead of ~10^4.
-// RFC 9110 token characters: header names and methods must consist of these.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Field values: visible ASCII, obs-text, spaces and tabs; no control characters.
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-// The request target is visible ASCII only (RFC 9112 §3.2, RFC 3986): no
-// NUL or other control byte, no DEL, no byte above 0x7F.
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
+// Head parsing is linear in the head's length whatever a peer sends: one
+// pass over each line, every character looked at a bounded number of times
+// (a character table, no backtracking patterns: trimming values with
+// /^[ \t]+|[ \t]+$/g once cost ~280 ms for "a", 16,000 spaces and "b").
+
+// Character classes of a latin-1 head (one char per byte), as bits.
+/** RFC 9110 token characters: header names and methods must consist of these. */
+const TCHAR = 1;
+/** Field values: visible ASCII, obs-text, spaces and tabs; no control characters. */
+const VCHAR = 2;
+/**
+ * The request target is visible ASCII only (RFC 9112 §3.2, RFC 3986): no
+ * NUL or other control byte, no DEL, no byte above 0x7F.
+ */
+const TARGET_CHAR = 4;
+const CHAR_CLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const token = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c));
+  CHAR_CLASS[c] = (token ? TCHAR : 0) |
+    (c === 0x09 || (c >= 0x20 && c !== 0x7f) ? VCHAR : 0) |
+    (c >= 0x21 && c <= 0x7e ? TARGET_CHAR : 0);
+}
 
 // Header fields allowed in one head (Apache's LimitRequestFields default).
 // Browsers send 10-20. Each field costs the parser, and later the Headers
@@ -201,44 +210,132 @@ export function decodeRequestHead(bytes: Uint8Array): string {
  * result, so a caller may keep the text alone and parse it again later.
  */
 export function parseRequestText(text: string): RequestHead | HandshakeRejection {
+  const fields = scanRequestHead(text);
+  return isRejection(fields) ? fields : headOf(fields);
+}
+
+/**
+ * Where the parts of a request head lie in its text, as
+ * {@linkcode scanRequestHead} found them: positions, not strings, so that
+ * a head can be validated and an upgrade checked without a string or an
+ * array per field ({@linkcode upgradeOf}), and turned into a
+ * {@linkcode RequestHead} only when one is needed ({@linkcode headOf}).
+ * There is one, reused by every scan: it is valid until the next scan, so
+ * it must be used at once (synchronously) and not kept.
+ */
+export class HeadFields {
+  /** The head's text (see {@linkcode decodeRequestHead}). */
+  text = "";
+  /** The method is `text[0, methodEnd)`. */
+  methodEnd = 0;
+  /** The request target is `text[targetStart, targetEnd)`. */
+  targetStart = 0;
+  targetEnd = 0;
+  /** The HTTP version's digits. */
+  major = 0;
+  minor = 0;
+  /** How many header fields there are. */
+  count = 0;
+  /**
+   * Per field `i`, at `4 * i`: where its name starts, its colon (where the
+   * name ends), and where its value (trimmed of SP and HTAB) starts and ends.
+   */
+  readonly at = new Int32Array(4 * MAX_HEADER_FIELDS);
+}
+
+const FIELDS = new HeadFields();
+
+const MALFORMED_REQUEST_LINE: HandshakeRejection = {
+  status: 400,
+  message: "malformed request line",
+};
+
+/**
+ * Validates a request head's text (see {@linkcode decodeRequestHead}) and
+ * finds where its parts lie: the checks and rejections of
+ * {@linkcode parseRequestText}, with no string made. The result is shared
+ * and valid until the next call (see {@linkcode HeadFields}).
+ */
+export function scanRequestHead(text: string): HeadFields | HandshakeRejection {
   // The head ends with CRLF CRLF: the empty line that closes it starts here.
   const last = text.length - 2;
   if (!text.endsWith("\r\n\r\n")) return { status: 400, message: "incomplete request head" };
   let lineEnd = text.indexOf("\r\n");
-  const match = REQUEST_LINE.exec(text.slice(0, lineEnd));
-  if (match === null) return { status: 400, message: "malformed request line" };
-  const headers: [string, string][] = [];
+  // The request line: token SP target SP "HTTP/" DIGIT "." DIGIT. A token
+  // and a target hold no space, so each part ends at the first character
+  // that cannot belong to it.
+  let at = 0;
+  while (at < lineEnd && (CHAR_CLASS[text.charCodeAt(at)] & TCHAR) !== 0) at++;
+  if (at === 0 || text.charCodeAt(at) !== 0x20) return MALFORMED_REQUEST_LINE;
+  const methodEnd = at;
+  const targetStart = ++at;
+  while (at < lineEnd && (CHAR_CLASS[text.charCodeAt(at)] & TARGET_CHAR) !== 0) at++;
+  const targetEnd = at;
+  const major = text.charCodeAt(at + 6) - 0x30;
+  const minor = text.charCodeAt(at + 8) - 0x30;
+  if (
+    targetEnd === targetStart || lineEnd - targetEnd !== 9 || !text.startsWith(" HTTP/", at) ||
+    !(major >= 0 && major <= 9) || text.charCodeAt(at + 7) !== 0x2e || !(minor >= 0 && minor <= 9)
+  ) {
+    return MALFORMED_REQUEST_LINE;
+  }
+  const fields = FIELDS;
+  const positions = fields.at;
+  let count = 0;
   // Line by line with indexOf, not split(): a head of more header lines than
-  // allowed is refused at the first line too many, before the rest is cut up.
+  // allowed is refused at the first line too many, before the rest is read.
   for (let lineStart = lineEnd + 2; lineStart < last; lineStart = lineEnd + 2) {
-    if (headers.length === MAX_HEADER_FIELDS) {
+    if (count === MAX_HEADER_FIELDS) {
       return { status: 431, message: `more than ${MAX_HEADER_FIELDS} header fields` };
     }
     lineEnd = text.indexOf("\r\n", lineStart);
-    // Positions in the head itself, not in a copy of the line: one string
-    // fewer per header line.
     const colon = text.indexOf(":", lineStart);
     if (colon <= lineStart || colon > lineEnd) {
       return { status: 400, message: "malformed header line" };
     }
-    const name = text.slice(lineStart, colon);
-    if (!TOKEN.test(name)) return { status: 400, message: "malformed header name" };
+    for (let i = lineStart; i < colon; i++) {
+      if ((CHAR_CLASS[text.charCodeAt(i)] & TCHAR) === 0) {
+        return { status: 400, message: "malformed header name" };
+      }
+    }
     // Only SP and HTAB are optional whitespace: String#trim would also drop
     // control characters (and latin1 0xA0) before the value check sees them.
-    // Two index scans, so every character is looked at once at most: linear
-    // whatever the value holds.
     let start = colon + 1;
     let end = lineEnd;
     while (start < end && isOws(text.charCodeAt(start))) start++;
     while (end > start && isOws(text.charCodeAt(end - 1))) end--;
-    const value = text.slice(start, end);
-    if (!FIELD_VALUE.test(value)) return { status: 400, message: "invalid header value" };
-    headers.push([name.toLowerCase(), value]);
+    for (let i = start; i < end; i++) {
+      if ((CHAR_CLASS[text.charCodeAt(i)] & VCHAR) === 0) {
+        return { status: 400, message: "invalid header value" };
+      }
+    }
+    const o = 4 * count++;
+    positions[o] = lineStart;
+    positions[o + 1] = colon;
+    positions[o + 2] = start;
+    positions[o + 3] = end;
+  }
+  fields.text = text;
+  fields.methodEnd = methodEnd;
+  fields.targetStart = targetStart;
+  fields.targetEnd = targetEnd;
+  fields.major = major;
+  fields.minor = minor;
+  fields.count = count;
+  return fields;
+}
+
+/** The {@linkcode RequestHead} of a scanned head: strings and arrays, made now. */
+export function headOf(fields: HeadFields): RequestHead {
+  const { text, at, count } = fields;
+  const headers: [string, string][] = [];
+  for (let o = 0; o < 4 * count; o += 4) {
+    headers.push([text.slice(at[o], at[o + 1]).toLowerCase(), text.slice(at[o + 2], at[o + 3])]);
   }
   return {
-    method: match[1],
-    target: match[2],
-    version: [Number(match[3]), Number(match[4])],
+    method: text.slice(0, fields.methodEnd),
+    target: text.slice(fields.targetStart, fields.targetEnd),
+    version: [fields.major, fields.minor],
     headers,
   };
 }
@@ -386,20 +483,24 @@ export function headerList(head: RequestHead, name: string): string[] {
   let items: string[] | null = null;
   for (let i = 0; i < headers.length; i++) {
     const field = headers[i];
-    if (field[0] !== name) continue;
-    const value = field[1];
-    if (!value.includes(",")) {
-      // One element (the usual value): no split.
-      const trimmed = value.trim();
-      if (trimmed !== "") (items ??= []).push(trimmed);
-      continue;
-    }
-    for (const item of value.split(",")) {
-      const trimmed = item.trim();
-      if (trimmed !== "") (items ??= []).push(trimmed);
-    }
+    if (field[0] === name) items = addListItems(field[1], items);
   }
   return items ?? NONE;
+}
+
+/** Adds the elements of a list value to `items` (made when there are any). */
+function addListItems(value: string, items: string[] | null): string[] | null {
+  if (!value.includes(",")) {
+    // One element (the usual value): no split.
+    const trimmed = value.trim();
+    if (trimmed !== "") (items ??= []).push(trimmed);
+    return items;
+  }
+  for (const item of value.split(",")) {
+    const trimmed = item.trim();
+    if (trimmed !== "") (items ??= []).push(trimmed);
+  }
+  return items;
 }
 
 /** Whether header `name` lists `token` (lower case), compared case-insensitively. */
@@ -428,6 +529,173 @@ export function isUpgradeRequest(head: RequestHead): boolean {
 
 // 16 bytes in base64 are 22 significant characters and "==" padding.
 const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
+/**
+ * An upgrade request that {@linkcode upgradeOf} found valid, with where it
+ * is addressed: everything the 101 and the connection need.
+ */
+export interface ScannedUpgrade extends UpgradeRequest, RequestAddress {
+  /** The validated Host ({@linkcode parseAuthority}). */
+  authority: string;
+  /** The `Sec-WebSocket-Extensions` values as sent, for negotiation. */
+  extensionValues: string[];
+}
+
+// The fields upgradeOf looks at (see fieldId).
+const OTHER = 0;
+const HOST = 1;
+const UPGRADE = 2;
+const CONNECTION = 3;
+const WS_KEY = 4;
+const WS_VERSION = 5;
+const WS_PROTOCOL = 6;
+const WS_EXTENSIONS = 7;
+const BODY_FRAMING = 8;
+
+// Their names, lower case.
+const UPGRADE_FIELDS: readonly (readonly [string, number])[] = [
+  ["host", HOST],
+  ["upgrade", UPGRADE],
+  ["connection", CONNECTION],
+  ["sec-websocket-key", WS_KEY],
+  ["sec-websocket-version", WS_VERSION],
+  ["sec-websocket-protocol", WS_PROTOCOL],
+  ["sec-websocket-extensions", WS_EXTENSIONS],
+  ["content-length", BODY_FRAMING],
+  ["transfer-encoding", BODY_FRAMING],
+];
+
+/** Which of the fields upgradeOf looks at `text[start, end)` names, case-insensitively. */
+function fieldId(text: string, start: number, end: number): number {
+  const length = end - start;
+  // By length first: most names match none, and none of their characters is read.
+  for (let i = 0; i < UPGRADE_FIELDS.length; i++) {
+    const [name, id] = UPGRADE_FIELDS[i];
+    if (name.length === length && nameIs(text, start, name)) return id;
+  }
+  return OTHER;
+}
+
+/** Whether `text` at `start` spells `lower` (lower case ASCII), in any case. */
+function nameIs(text: string, start: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = text.charCodeAt(start + i);
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** What String#trim drops from a validated field value: HTAB, SP and NBSP (latin-1 0xA0). */
+function isTrimmed(code: number): boolean {
+  return code === 0x20 || code === 0x09 || code === 0xa0;
+}
+
+/**
+ * Whether the list value `text[start, end)` has an element equal to `token`
+ * (lower case) once trimmed, in any case: {@linkcode hasToken} on a field
+ * in place, with no strings.
+ */
+function listHas(text: string, start: number, end: number, token: string): boolean {
+  let from = start;
+  while (from <= end) {
+    let to = text.indexOf(",", from);
+    if (to < 0 || to > end) to = end;
+    let a = from;
+    let b = to;
+    while (a < b && isTrimmed(text.charCodeAt(a))) a++;
+    while (b > a && isTrimmed(text.charCodeAt(b - 1))) b--;
+    if (b - a === token.length && nameIs(text, a, token)) return true;
+    from = to + 1;
+  }
+  return false;
+}
+
+/**
+ * The common upgrade request checked in place on a scanned head: HTTP/1.1
+ * or later 1.x, GET, an origin-form target, exactly one valid Host, an
+ * `Upgrade` listing `websocket`, a `Connection` listing `upgrade`, exactly
+ * one `Sec-WebSocket-Version: 13`, exactly one valid key and no body
+ * framing field. Null for anything else, valid or not: the caller then
+ * takes the general path ({@linkcode headOf}, {@linkcode requestAddress},
+ * {@linkcode checkUpgrade}), which gives the answer (a plain request, or
+ * the rejection). This never accepts what that path refuses; it only
+ * skips, for the usual handshake, the parsed head's array and two strings
+ * per field, and the checks' arrays and strings (idle memory: what a
+ * burst of handshakes allocates, bench/RESULTS.md change 18).
+ */
+export function upgradeOf(fields: HeadFields): ScannedUpgrade | null {
+  const { text, at, count, targetStart, targetEnd } = fields;
+  if (
+    fields.major !== 1 || fields.minor < 1 || fields.methodEnd !== 3 || !text.startsWith("GET") ||
+    text.charCodeAt(targetStart) !== 0x2f /* / */
+  ) {
+    return null;
+  }
+  const hash = text.indexOf("#", targetStart);
+  if (hash >= 0 && hash < targetEnd) return null;
+  let host = -1;
+  let key = -1;
+  let version = -1;
+  let upgrade = false;
+  let connection = false;
+  let protocols: string[] | null = null;
+  let extensions: string[] | null = null;
+  let extensionValues: string[] | null = null;
+  for (let o = 0; o < 4 * count; o += 4) {
+    const start = at[o + 2];
+    const end = at[o + 3];
+    switch (fieldId(text, at[o], at[o + 1])) {
+      case HOST:
+        if (host >= 0) return null;
+        host = o;
+        break;
+      case UPGRADE:
+        upgrade ||= listHas(text, start, end, "websocket");
+        break;
+      case CONNECTION:
+        connection ||= listHas(text, start, end, "upgrade");
+        break;
+      case WS_KEY:
+        if (key >= 0) return null;
+        key = o;
+        break;
+      case WS_VERSION:
+        if (version >= 0) return null;
+        version = o;
+        break;
+      case WS_PROTOCOL:
+        protocols = addListItems(text.slice(start, end), protocols);
+        break;
+      case WS_EXTENSIONS: {
+        const value = text.slice(start, end);
+        (extensionValues ??= []).push(value);
+        extensions = addListItems(value, extensions);
+        break;
+      }
+      case BODY_FRAMING:
+        return null;
+    }
+  }
+  if (!upgrade || !connection || host < 0 || key < 0 || version < 0) return null;
+  if (at[version + 3] - at[version + 2] !== 2 || !text.startsWith("13", at[version + 2])) {
+    return null;
+  }
+  const keyValue = text.slice(at[key + 2], at[key + 3]);
+  if (!KEY.test(keyValue)) return null;
+  const authority = parseAuthority(text.slice(at[host + 2], at[host + 3]));
+  if (authority === null) return null;
+  return {
+    key: keyValue,
+    // Fresh arrays when there are elements; the shared empty one otherwise
+    // (this path runs without an upgrade hook: nothing can change it).
+    protocols: protocols ?? NONE,
+    extensions: extensions ?? NONE,
+    extensionValues: extensionValues ?? NONE,
+    authority,
+    path: text.slice(targetStart, targetEnd),
+  };
+}
 
 /**
  * Validates an upgrade request against RFC 6455 §4.2.1. Returns what the

@@ -24,12 +24,14 @@ import {
   findHeadEnd,
   type HandshakeRejection,
   headerValues,
+  headOf,
   isRejection,
   isUpgradeRequest,
-  parseRequestText,
   type RequestAddress,
   requestAddress,
   type RequestHead,
+  scanRequestHead,
+  upgradeOf,
   type UpgradeRequest,
 } from "../protocol/handshake.ts";
 import { requestBodyFraming } from "../protocol/http1_body.ts";
@@ -436,12 +438,22 @@ export class HttpSession<T> implements BodyHost {
     }
     if (this.#done) return null;
     const text = decodeRequestHead(reader.buffer.subarray(0, headEnd));
-    const head = parseRequestText(text);
-    if (isRejection(head)) {
-      await this.#reject(head);
+    // Scanned into positions: the usual upgrade is checked in place and
+    // never becomes a parsed head (see upgradeOf); anything else does.
+    const fields = scanRequestHead(text);
+    if (isRejection(fields)) {
+      await this.#reject(fields);
       return null;
     }
     reader.consume(headEnd);
+    if (this.#host.handlers.upgrade === undefined) {
+      const upgrade = upgradeOf(fields);
+      if (upgrade !== null) {
+        this.#address = upgrade;
+        return await this.#upgrade(null, upgrade, upgrade.extensionValues, text);
+      }
+    }
+    const head = headOf(fields);
     if (head.version[0] !== 1) {
       await this.#reject({ status: 505, message: "this server speaks HTTP/1.x" });
       return null;
@@ -487,7 +499,12 @@ export class HttpSession<T> implements BodyHost {
       );
       return null;
     }
-    return await this.#upgrade(head, upgrade, text);
+    return await this.#upgrade(
+      head,
+      upgrade,
+      headerValues(head, "sec-websocket-extensions"),
+      text,
+    );
   }
 
   /** Reads more into the reader; one read at a time, shared by all who wait. 0 at the end. */
@@ -666,9 +683,15 @@ export class HttpSession<T> implements BodyHost {
     }
   }
 
+  /**
+   * Upgrades: the hook (when there is one), the 101, the connection. `head`
+   * is null for a request checked in place (see upgradeOf), which is taken
+   * only without an upgrade hook.
+   */
   async #upgrade(
-    head: RequestHead,
+    head: RequestHead | null,
     upgrade: UpgradeRequest,
+    extensionOffers: string[],
     text: string,
   ): Promise<Connection<T> | null> {
     const host = this.#host;
@@ -679,7 +702,7 @@ export class HttpSession<T> implements BodyHost {
     }
     let accepted: UpgradeAccept<T> = {};
     const hook = host.handlers.upgrade;
-    if (hook !== undefined) {
+    if (hook !== undefined && head !== null) {
       const request = this.#request(head, false);
       if (request === null) {
         await this.#reject({ status: 400, message: "invalid request target or headers" });
@@ -701,7 +724,7 @@ export class HttpSession<T> implements BodyHost {
     if (this.#done) return null;
     const deflateOption = host.options.perMessageDeflate;
     const deflate = deflateOption === false ? null : negotiateDeflate(
-      headerValues(head, "sec-websocket-extensions"),
+      extensionOffers,
       deflateOption === true ? {} : deflateOption,
     );
     const response = encodeSwitchingProtocols(upgrade.key, {
