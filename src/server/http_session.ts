@@ -80,9 +80,11 @@ export interface SessionHost<T> extends ConnectionHost<T> {
 }
 
 // An upgraded connection's read buffer starts (and shrinks back to) this
-// size: chat-sized frames fit, and an idle connection keeps ~1 KiB less
-// than with the buffer that read its request head (bench/RESULTS.md, idle).
-const SETTLED_READ_BUFFER = 256;
+// size: chat-sized frames fit (a 32-byte echo frame is 38 bytes), and an
+// idle connection keeps ~1 KiB less than with the buffer that read its
+// request head (bench/RESULTS.md, changes 12 and 18). A read that fills it
+// doubles it for the next, so bursts and large messages grow it at once.
+const SETTLED_READ_BUFFER = 128;
 
 /** The read buffer sizing for every connection of a server with `options`. */
 export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
