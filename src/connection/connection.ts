@@ -61,6 +61,11 @@ export interface ConnectionHost<T> {
   publishFrame(topic: string, message: SharedMessage, except: Connection<T> | null): number;
   /** Reports an application error. */
   reportError(error: unknown, socket?: Socket<T>): void;
+  /**
+   * The connection's read loop has ended (started by
+   * {@linkcode Connection.start}); the connection may still be closing.
+   */
+  readLoopEnded?(connection: Connection<T>): void;
 }
 
 /** Everything a connection is born with, from the handshake. */
@@ -267,6 +272,12 @@ const READING_STOPPED = 8;
 const LINGERING = 16;
 const PARSER_STOPPED = 32;
 
+// Where Connection#step starts: from the top, after waiting for drains, or
+// after waiting for the next turn (straight to the read).
+const STEP_DRAIN = 0;
+const STEP_TURN = 1;
+const STEP_READ = 2;
+
 /** One WebSocket connection after a successful upgrade. */
 export class Connection<T> implements MessageHandler, FrameHandler, SocketTransport {
   /** The application's view of this connection. */
@@ -351,6 +362,10 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
   // With binaryMessages "view", the state of lending binary messages (see
   // Lending); null otherwise, so other connections pay one field for it.
   #lend: Lending | null;
+  // The read loop's one callback (see #step), made when it starts, and
+  // what resolves the promise run() returns, if it was called.
+  #readDone: ((result: unknown) => void) | null = null;
+  #loopEnded: (() => void) | null = null;
 
   // ---- state kept in #flags and #ending (idle memory) ----
 
@@ -596,115 +611,208 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
     return writer;
   }
 
-  /** Runs the connection: calls `open`, then reads until the connection ends. */
+  /**
+   * Runs the connection: calls `open`, then reads until the connection
+   * ends; resolves then. For a client and tests; a server uses
+   * {@linkcode Connection.start}, which keeps no promise per connection.
+   */
   run(): Promise<void> {
-    this.#callHandler(this.#host.handlers.open, this.socket, this.#host.owner);
-    // Not async: returning the loop's promise keeps one suspended async
-    // frame per open connection instead of two (idle memory).
-    return this.#readLoop();
+    return new Promise<void>((resolve) => {
+      this.#loopEnded = resolve;
+      this.start();
+    });
   }
 
-  async #readLoop(): Promise<void> {
-    const reader = this.#reader;
+  /**
+   * Calls `open`, then reads until the connection ends, and then tells the
+   * host ({@linkcode ConnectionHost.readLoopEnded}).
+   *
+   * The read loop is callbacks made once per connection, not an async
+   * function: an idle connection then holds one pending read and its
+   * reaction, where a suspended async loop held its frame (~270 bytes of
+   * generator and registers), its promise, the await's closures and the
+   * server's `.then` on it (idle memory, bench/RESULTS.md change 18). The
+   * hot path is no longer: per read, the runtime's promise and one `.then`
+   * (a reaction and a derived promise) against an await's reaction and
+   * closures, and one microtask either way.
+   */
+  start(): void {
+    this.#callHandler(this.#host.handlers.open, this.socket, this.#host.owner);
+    // Both outcomes of every read in one closure (a rejection's reason is
+    // never a number or null): one function per connection, not two.
+    this.#readDone = (result) => this.#read(result);
     readLoops++;
+    const reader = this.#reader;
     try {
       // Bytes that arrived together with the request head are frames already.
       if (reader.filled > 0) {
         this.bytesReceived += reader.filled;
         this.#feed();
       }
-      // After a protocol error or a close frame the parser ignores input, but
-      // reading goes on: closing a socket with unread bytes makes the kernel
-      // send a reset, which can destroy our close frame before the peer reads
-      // it. So we read (and discard) until the peer's EOF or the close deadline.
-      const direct = reader.canReadInto;
-      while (!this.#finished) {
-        // A producer waits for the queues its messages overfilled...
-        if (this.#overfilled !== null) {
-          await this.#waitForDrain();
-          if (this.#finished) break;
-        }
-        // ...and a loop that has had its share of this turn for the next one
-        // (see "fair reading"): two comparisons unless it read twice in it.
-        if (
-          this.#turnReads > 1 && this.#turn === turn &&
-          (this.#turnReads >= READS_PER_TURN || performance.now() - this.#turnSince >= TURN_MS)
-        ) {
-          await nextTurn();
-          // The event loop has been round: whatever the ticker says, this
-          // loop's share starts afresh.
-          this.#turn = -1;
-          if (this.#finished) break;
-        }
-        // A long payload still to come is read straight into its message's
-        // buffer, skipping the copy out of the read buffer (large messages).
-        // (No parser yet: no frame under way, so no payload to come.)
-        const parser = this.#parser;
-        const target = direct && parser !== null ? parser.payloadTarget(DIRECT_READ_MIN) : null;
-        if (target !== null) {
-          const buffer = target.buffer;
-          const lend = this.#lend;
-          if (buffer !== this.#assembly && lend === null) {
-            // The message's buffer grew: the old one was copied and dropped.
-            if (this.#assembly !== null) detach(this.#assembly);
-            this.#assembly = buffer;
-          }
-          // The read that brought this payload's start filled the buffer:
-          // the buffer need not grow for the rest.
-          reader.keepSize();
-          if (lend !== null) lend.reading = buffer;
-          const n = await reader.readInto(target);
-          if (n === null || n === 0) break;
-          this.#countRead();
-          this.bytesReceived += n;
-          this.lastReceived = this.#host.now;
-          parser!.push(target, n);
-          if (lend !== null) this.#readSettled(lend);
-          continue;
-        }
-        // Awaits the runtime's read promise itself: one promise hop per read.
-        const n = reader.commit(await reader.readRaw());
-        if (n === 0) break;
-        this.#countRead();
-        this.bytesReceived += n;
-        this.#feed();
-        // After the peer's close frame it sends nothing more (RFC 6455
-        // §5.5.1) and TCP closes as soon as our reply is written, so no
-        // further read: a read pending at conn.close() is rejected with an
-        // Interrupted error whose construction (stack trace included) cost
-        // ~7% of CPU per connection in the connect benchmark. A client
-        // reads on until the server's EOF instead: the server closes TCP
-        // first (RFC 6455 §7.1.1), so the client does not hold TIME_WAIT.
-        if (this.#closeReceived !== null && !this.#client) break;
-      }
     } catch {
-      // A reset or a read on a socket we closed: handled below as a drop.
-    } finally {
+      return this.#loopEnd();
+    }
+    this.#step(STEP_DRAIN);
+  }
+
+  /**
+   * One turn of the read loop, from `from` on: the waits a read may have to
+   * make (for the queues this connection overfilled, for the next turn of
+   * the event loop), then the read, whose callback takes the next turn.
+   *
+   * After a protocol error or a close frame the parser ignores input, but
+   * reading goes on: closing a socket with unread bytes makes the kernel
+   * send a reset, which can destroy our close frame before the peer reads
+   * it. So we read (and discard) until the peer's EOF or the close deadline.
+   */
+  #step(from: number): void {
+    try {
+      if (this.#finished) return this.#loopEnd();
+      // A producer waits for the queues its messages overfilled...
+      if (from === STEP_DRAIN && this.#overfilled !== null) return this.#stepAfterDrains();
+      // ...and a loop that has had its share of this turn for the next one
+      // (see "fair reading"): two comparisons unless it read twice in it.
+      if (
+        from !== STEP_READ && this.#turnReads > 1 && this.#turn === turn &&
+        (this.#turnReads >= READS_PER_TURN || performance.now() - this.#turnSince >= TURN_MS)
+      ) {
+        return this.#stepNextTurn();
+      }
+      const reader = this.#reader;
+      // A long payload still to come is read straight into its message's
+      // buffer, skipping the copy out of the read buffer (large messages).
+      // (No parser yet: no frame under way, so no payload to come.)
+      const parser = this.#parser;
+      const target = parser !== null && reader.canReadInto
+        ? parser.payloadTarget(DIRECT_READ_MIN)
+        : null;
+      if (target !== null) {
+        const buffer = target.buffer;
+        const lend = this.#lend;
+        if (buffer !== this.#assembly && lend === null) {
+          // The message's buffer grew: the old one was copied and dropped.
+          if (this.#assembly !== null) detach(this.#assembly);
+          this.#assembly = buffer;
+        }
+        // The read that brought this payload's start filled the buffer:
+        // the buffer need not grow for the rest.
+        reader.keepSize();
+        if (lend !== null) lend.reading = buffer;
+        return this.#readInto(parser!, target);
+      }
+      // The runtime's read promise itself, with the callback made once. (No
+      // closure is made in this method: it would cost a context per read.)
+      const done = this.#readDone!;
+      reader.readRaw().then(done, done);
+    } catch {
+      // The buffer is full at its maximum size, or the socket is closed.
+      this.#loopEnd();
+    }
+  }
+
+  /** The loop waits for the queues it overfilled, then goes on to its read. */
+  #stepAfterDrains(): void {
+    this.#waitForDrain().then(() => this.#step(STEP_TURN), () => this.#loopEnd());
+  }
+
+  /** The loop has had its share of this turn: it reads in the next. */
+  #stepNextTurn(): void {
+    nextTurn().then(() => {
+      // The event loop has been round: whatever the ticker says, this
+      // loop's share starts afresh.
+      this.#turn = -1;
+      this.#step(STEP_READ);
+    });
+  }
+
+  /** Reads straight into `target`: a closure per read, one per 16 KiB or more of payload. */
+  #readInto(parser: FrameParser, target: Uint8Array): void {
+    this.#reader.readInto(target).then(
+      (n) => this.#readDirect(parser, target, n),
+      () => this.#loopEnd(),
+    );
+  }
+
+  /**
+   * A read into the read buffer completed: `result` is the bytes read (null
+   * or 0 at the end), or why it failed (a reset, or a socket we closed).
+   */
+  #read(result: unknown): void {
+    if (typeof result !== "number" && result !== null) return this.#loopEnd();
+    try {
+      const count = this.#reader.commit(result);
+      if (count === 0) return this.#loopEnd();
+      this.#countRead();
+      this.bytesReceived += count;
+      this.#feed();
+      // After the peer's close frame it sends nothing more (RFC 6455
+      // §5.5.1) and TCP closes as soon as our reply is written, so no
+      // further read: a read pending at conn.close() is rejected with an
+      // Interrupted error whose construction (stack trace included) cost
+      // ~7% of CPU per connection in the connect benchmark. A client
+      // reads on until the server's EOF instead: the server closes TCP
+      // first (RFC 6455 §7.1.1), so the client does not hold TIME_WAIT.
+      if (this.#closeReceived !== null && !this.#client) return this.#loopEnd();
+    } catch {
+      // A handler's failure is caught where it is called; this is the
+      // parser or the assembler on a connection torn down under it.
+      return this.#loopEnd();
+    }
+    this.#step(STEP_DRAIN);
+  }
+
+  /** A direct read into a message's buffer (`target`) completed with `n` bytes. */
+  #readDirect(parser: FrameParser, target: Uint8Array, n: number | null): void {
+    try {
+      if (n === null || n === 0) return this.#loopEnd();
+      this.#countRead();
+      this.bytesReceived += n;
+      this.lastReceived = this.#host.now;
+      parser.push(target, n);
+      if (this.#lend !== null) this.#readSettled(this.#lend);
+    } catch {
+      return this.#loopEnd();
+    }
+    this.#step(STEP_DRAIN);
+  }
+
+  /** The read loop is over (peer EOF, a reset, or the connection closed): once. */
+  #loopEnd(): void {
+    const reader = this.#reader;
+    try {
       reader.release();
       if (this.#lend !== null) this.#readSettled(this.#lend);
       if (--readLoops === 0 && ticking) {
         clearTimeout(ticker);
         endTurn();
       }
-    }
-    this.#readingStopped = true;
-    if (!this.#finished) {
-      if (!this.#finishing) {
-        // Dropped without a closing handshake (or while waiting for the peer's
-        // reply to our close).
-        this.#finish(CloseCode.Abnormal, "", false);
-      } else if (this.#lingering) {
-        this.#finishWithOutcome();
+      this.#readingStopped = true;
+      if (!this.#finished) {
+        if (!this.#finishing) {
+          // Dropped without a closing handshake (or while waiting for the peer's
+          // reply to our close).
+          this.#finish(CloseCode.Abnormal, "", false);
+        } else if (this.#lingering) {
+          this.#finishWithOutcome();
+        }
+        // Otherwise our close frame is still being written; #lingerThenFinish ends it.
       }
-      // Otherwise our close frame is still being written; #lingerThenFinish ends it.
+      // Nothing reads any more, and the assembler has let go of an unfinished
+      // message: free both buffers now rather than at the next collection.
+      if (this.#assembly !== null) {
+        detach(this.#assembly);
+        this.#assembly = null;
+      }
+      detach(reader.buffer.buffer);
+    } catch (error) {
+      this.#host.reportError(error);
     }
-    // Nothing reads any more, and the assembler has let go of an unfinished
-    // message: free both buffers now rather than at the next collection.
-    if (this.#assembly !== null) {
-      detach(this.#assembly);
-      this.#assembly = null;
+    const ended = this.#loopEnded;
+    if (ended !== null) {
+      this.#loopEnded = null;
+      ended();
     }
-    detach(reader.buffer.buffer);
+    this.#host.readLoopEnded?.(this);
   }
 
   /**

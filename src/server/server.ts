@@ -606,16 +606,22 @@ class ServerCore<T> implements SessionHost<T> {
     try {
       this.#sessions.delete(session);
       // Counted as a task of its own: the session is freed while the
-      // connection lives on, leaving one promise and one reaction per idle
-      // connection (idle memory).
+      // connection lives on, and the read loop reports its end through
+      // readLoopEnded: no promise or reaction per idle connection beyond
+      // its pending read (idle memory).
       if (connection !== null) {
         this.#liveTasks++;
-        connection.run().then(this.#taskEnded, this.#taskFailed);
+        connection.start();
       }
     } catch (error) {
       this.#taskFailed(error);
       return;
     }
+    this.#taskEnded();
+  }
+
+  /** A connection's read loop ended: its task is over. */
+  readLoopEnded(_connection: Connection<T>): void {
     this.#taskEnded();
   }
 
