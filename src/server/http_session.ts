@@ -11,7 +11,7 @@
  */
 
 import { ByteReader, type ByteReaderOptions } from "../connection/byte_reader.ts";
-import { negotiateDeflate } from "../protocol/permessage_deflate.ts";
+import { type DeflateAgreement, negotiateDeflate } from "../protocol/permessage_deflate.ts";
 import { ResponseWriter, type WriteOutcome } from "./response_writer.ts";
 import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import {
@@ -24,6 +24,7 @@ import {
   findHeadEnd,
   type HandshakeRejection,
   headerValues,
+  type HeadFields,
   headOf,
   isRejection,
   isUpgradeRequest,
@@ -31,6 +32,7 @@ import {
   requestAddress,
   type RequestHead,
   scanRequestHead,
+  type SwitchingProtocolsOptions,
   upgradeOf,
   type UpgradeRequest,
 } from "../protocol/handshake.ts";
@@ -69,6 +71,11 @@ export interface SessionHost<T> extends ConnectionHost<T> {
   releaseSlot(): void;
   /** A new WebSocket connection is open. */
   connectionOpened(connection: Connection<T>): void;
+  /**
+   * The session started by {@linkcode HttpSession.start} is over: with the
+   * upgraded connection (to be started), or null once it is closed.
+   */
+  sessionEnded(session: HttpSession<T>, connection: Connection<T> | null): void;
   /** A plain HTTP response with `status` is being sent (metrics). */
   httpResponded(status: number): void;
   /** Whether the server is shutting down: no connection persists. */
@@ -244,6 +251,24 @@ class ServedRequest extends Request {
 // Prints (Deno.inspect, console.log) as the Request it is.
 Object.defineProperty(ServedRequest, "name", { value: "Request" });
 
+// The plain 101's options: shared, not an object per handshake.
+const PLAIN_101: SwitchingProtocolsOptions = Object.freeze({});
+
+/** The 101 for an upgrade with what was agreed. */
+function switchingProtocols(
+  upgrade: UpgradeRequest,
+  protocol: string,
+  deflate: DeflateAgreement | null,
+  headers: Headers | undefined,
+): Uint8Array {
+  return encodeSwitchingProtocols(
+    upgrade.key,
+    protocol === "" && deflate === null && headers === undefined
+      ? PLAIN_101
+      : { protocol, extensions: deflate?.response, headers },
+  );
+}
+
 /** Serves one accepted TCP connection. Never throws. */
 export class HttpSession<T> implements BodyHost {
   #host: SessionHost<T>;
@@ -297,6 +322,17 @@ export class HttpSession<T> implements BodyHost {
   #watched: ((n: number) => void) | null = null;
   /** The connection's response writer, made for its first response. */
   #writer: ResponseWriter | null = null;
+  // The first request's callback path (see start): the one callback, how
+  // much of the buffer the head's scan has searched, and, while the 101 is
+  // written, its bytes, how many are written, and what the connection is
+  // then opened with.
+  #onResult: ((result: unknown) => void) | null = null;
+  #scanned = 0;
+  #reply: Uint8Array | null = null;
+  #replied = 0;
+  #replyText = "";
+  #replyProtocol = "";
+  #replyDeflate: DeflateAgreement | null = null;
   // The writer's callbacks, made on first use and reused for every response
   // on the connection (closures per request otherwise).
   #mayPersist: (() => boolean) | null = null;
@@ -371,15 +407,159 @@ export class HttpSession<T> implements BodyHost {
     return this.#done;
   }
 
-  /** Runs the session; resolves with the upgraded connection, if any. */
-  async run(): Promise<Connection<T> | null> {
+  /**
+   * Serves the connection, then tells the host
+   * ({@linkcode SessionHost.sessionEnded}). The first request head is read,
+   * and the usual upgrade answered, by one callback made per session (see
+   * #onResult); anything else goes on in {@linkcode HttpSession.run} from
+   * where the callbacks got to. A connection that upgrades at once (most
+   * WebSocket clients) thus never has an async frame, its promise and the
+   * awaits' reactions and closures (~1 KB per handshake; what a burst of
+   * handshakes allocates is what an idle server keeps, bench/RESULTS.md
+   * change 18), nor a promise for the server to wait on.
+   */
+  start(): void {
+    this.#onResult = (result) => {
+      if (this.#reply === null) this.#headIn(result);
+      else this.#replyWritten(result);
+    };
+    this.#readHead();
+  }
+
+  /** Reads (more of) the first request head; #headIn takes the result. */
+  #readHead(): void {
+    let raw: Promise<number | null>;
     try {
-      while (true) {
-        const next = await this.#serveOne();
-        if (next !== true) return next;
+      raw = this.#headRead = this.reader.readRaw();
+    } catch {
+      // The buffer cannot grow (not below maxHeaderBytes): as run() does.
+      return this.#continue(HEAD_INCOMPLETE, null, "");
+    }
+    const done = this.#onResult!;
+    raw.then(done, done);
+  }
+
+  /** A read of the first head completed: `result` is its byte count, or why it failed. */
+  #headIn(result: unknown): void {
+    this.#headRead = null;
+    const reader = this.reader;
+    const n = typeof result === "number" || result === null ? reader.commit(result) : 0;
+    if (n === 0 || this.#done) {
+      this.abort();
+      return this.#host.sessionEnded(this, null);
+    }
+    const headEnd = this.#scanHead(this.#scanned);
+    if (headEnd === HEAD_INCOMPLETE) {
+      this.#scanned = reader.filled;
+      return this.#readHead();
+    }
+    if (headEnd < 0 || this.#done) return this.#continue(headEnd, null, "");
+    // The usual upgrade is answered here; anything else (a plain request,
+    // a refusal, an upgrade hook, no slot free) goes on in run(), with the
+    // head as scanned (the scan is shared: run() uses it before any await).
+    const host = this.#host;
+    const text = decodeRequestHead(reader.buffer.subarray(0, headEnd));
+    const fields = scanRequestHead(text);
+    if (isRejection(fields) || host.handlers.upgrade !== undefined) {
+      return this.#continue(headEnd, fields, text);
+    }
+    const upgrade = upgradeOf(fields);
+    if (upgrade === null || !host.canAccept()) return this.#continue(headEnd, fields, text);
+    // What #serveOne and #upgrade do for this request, without their frames.
+    reader.consume(headEnd);
+    this.#address = upgrade;
+    this.#phase = HEAD;
+    const protocol = this.#chooseProtocol(upgrade, undefined);
+    const deflate = this.#negotiate(upgrade.extensionValues);
+    const reply = switchingProtocols(upgrade, protocol, deflate, undefined);
+    if (!host.reserveSlot()) {
+      return this.#endWith(
+        this.#reject({ status: 503, message: "too many connections" }).then(() => null),
+      );
+    }
+    this.#reply = reply;
+    this.#replyText = text;
+    this.#replyProtocol = protocol;
+    this.#replyDeflate = deflate;
+    this.#writeReply();
+  }
+
+  /** Writes (the rest of) the 101; #replyWritten takes the result. */
+  #writeReply(): void {
+    const reply = this.#reply!;
+    let written: Promise<number>;
+    try {
+      written = this.#conn.write(this.#replied === 0 ? reply : reply.subarray(this.#replied));
+    } catch (error) {
+      return this.#replyWritten(error);
+    }
+    const done = this.#onResult!;
+    written.then(done, done);
+  }
+
+  /** A write of the 101 completed: `result` is its byte count, or why it failed. */
+  #replyWritten(result: unknown): void {
+    const host = this.#host;
+    if (typeof result !== "number") {
+      // The peer left (or the deadline closed it) before its 101 was
+      // written: nothing opened, and nothing for the application to hear.
+      this.abort();
+      host.releaseSlot();
+      return host.sessionEnded(this, null);
+    }
+    this.#replied += result;
+    if (this.#replied < this.#reply!.length) return this.#writeReply();
+    let connection: Connection<T> | null = null;
+    try {
+      connection = this.#open(
+        this.#replyProtocol,
+        this.#replyDeflate,
+        this.#replyText,
+        undefined as T,
+      );
+    } catch (error) {
+      host.reportError(error);
+      this.abort();
+    } finally {
+      host.releaseSlot();
+    }
+    host.sessionEnded(this, connection);
+  }
+
+  /** Goes on in run() from what the callbacks found of the first request. */
+  #continue(headEnd: number, fields: HeadFields | HandshakeRejection | null, text: string): void {
+    this.#endWith(this.run(headEnd, fields, text));
+  }
+
+  /** The session ends when `work` does. */
+  #endWith(work: Promise<Connection<T> | null>): void {
+    work.then(
+      (connection) => this.#host.sessionEnded(this, connection),
+      (error) => {
+        this.#host.reportError(error);
+        this.#host.sessionEnded(this, null);
+      },
+    );
+  }
+
+  /**
+   * Runs the session; resolves with the upgraded connection, if any.
+   * `headEnd`, `fields` and `text`: what {@linkcode HttpSession.start} has
+   * found of the first request already (see #serveOne).
+   */
+  async run(
+    headEnd = HEAD_INCOMPLETE,
+    fields: HeadFields | HandshakeRejection | null = null,
+    text = "",
+  ): Promise<Connection<T> | null> {
+    try {
+      let next = await this.#serveOne(headEnd, fields, text);
+      while (next === true) {
         this.#phase = IDLE;
         this.#headDeadline = Date.now() + this.#host.options.keepAliveTimeout;
+        next = await this.#serveOne();
       }
+      return next;
     } catch (error) {
       // An application hook failed (or chose an impossible subprotocol).
       if (!this.#done) {
@@ -397,15 +577,19 @@ export class HttpSession<T> implements BodyHost {
    * Reads and answers one request. True when the connection persists for
    * another; else the upgraded connection, or null once it is closed.
    */
-  async #serveOne(): Promise<Connection<T> | null | true> {
+  async #serveOne(
+    found = HEAD_INCOMPLETE,
+    scan: HeadFields | HandshakeRejection | null = null,
+    scannedText = "",
+  ): Promise<Connection<T> | null | true> {
     // The head is read here, not in a helper: every async layer between
     // this frame and the runtime's read promise is one more promise and
     // microtask per read, and a connection's first read is most of its
     // handshake (connect benchmark, bench/RESULTS.md).
     const reader = this.reader;
     let scanned = 0;
-    let headEnd: number;
-    while ((headEnd = this.#scanHead(scanned)) === HEAD_INCOMPLETE) {
+    let headEnd = found;
+    while (headEnd === HEAD_INCOMPLETE && (headEnd = this.#scanHead(scanned)) === HEAD_INCOMPLETE) {
       scanned = reader.filled;
       let n: number;
       const pending = this.#filling;
@@ -439,16 +623,20 @@ export class HttpSession<T> implements BodyHost {
       return null;
     }
     if (this.#done) return null;
-    const text = decodeRequestHead(reader.buffer.subarray(0, headEnd));
-    // Scanned into positions: the usual upgrade is checked in place and
-    // never becomes a parsed head (see upgradeOf); anything else does.
-    const fields = scanRequestHead(text);
+    // Scanned into positions (by start(), for a first head it read):
+    // the usual upgrade is checked in place and never becomes a parsed
+    // head (see upgradeOf); anything else does. `scan` is the shared scan
+    // result: used here, before any await, and not kept.
+    const text = scan === null
+      ? decodeRequestHead(reader.buffer.subarray(0, headEnd))
+      : scannedText;
+    const fields = scan ?? scanRequestHead(text);
     if (isRejection(fields)) {
       await this.#reject(fields);
       return null;
     }
     reader.consume(headEnd);
-    if (this.#host.handlers.upgrade === undefined) {
+    if (this.#host.handlers.upgrade === undefined && scan === null) {
       const upgrade = upgradeOf(fields);
       if (upgrade !== null) {
         this.#address = upgrade;
@@ -724,16 +912,13 @@ export class HttpSession<T> implements BodyHost {
     }
     const protocol = this.#chooseProtocol(upgrade, accepted.protocol);
     if (this.#done) return null;
-    const deflateOption = host.options.perMessageDeflate;
-    const deflate = deflateOption === false ? null : negotiateDeflate(
-      extensionOffers,
-      deflateOption === true ? {} : deflateOption,
-    );
-    const response = encodeSwitchingProtocols(upgrade.key, {
+    const deflate = this.#negotiate(extensionOffers);
+    const response = switchingProtocols(
+      upgrade,
       protocol,
-      extensions: deflate?.response,
-      headers: accepted.headers ? new Headers(accepted.headers) : undefined,
-    });
+      deflate,
+      accepted.headers ? new Headers(accepted.headers) : undefined,
+    );
     // The hook may have taken long, and other upgrades may be writing their
     // 101 right now: hold a slot from here until the connection is registered.
     if (!host.reserveSlot()) {
@@ -752,28 +937,47 @@ export class HttpSession<T> implements BodyHost {
         this.abort();
         return null;
       }
-      if (this.#done) return null;
-      this.#done = true;
-      this.reader.settle();
-      const connection = new Connection<T>(host, {
-        conn: this.#conn,
-        reader: this.reader,
-        url: this.#url(host.scheme),
-        protocol,
-        // Parsed again on first use: the connection keeps only the head's
-        // text (one flat string), not the parsed head with an array and two
-        // strings per header (~600 bytes per idle connection), nor a
-        // closure over it (~100 bytes).
-        headers: text,
-        data: accepted.data as T,
-        deflate: deflate?.params ?? null,
-        extensions: deflate?.response ?? "",
-      });
-      host.connectionOpened(connection);
-      return connection;
+      return this.#open(protocol, deflate, text, accepted.data as T);
     } finally {
       host.releaseSlot();
     }
+  }
+
+  /** The permessage-deflate agreement for the client's offers, if any. */
+  #negotiate(offers: string[]): DeflateAgreement | null {
+    const option = this.#host.options.perMessageDeflate;
+    // No offer, no agreement: nothing to parse (the usual request).
+    if (option === false || offers.length === 0) return null;
+    return negotiateDeflate(offers, option === true ? {} : option);
+  }
+
+  /** The 101 is written: the connection opens, unless the session ended meanwhile. */
+  #open(
+    protocol: string,
+    deflate: DeflateAgreement | null,
+    text: string,
+    data: T,
+  ): Connection<T> | null {
+    if (this.#done) return null;
+    this.#done = true;
+    this.reader.settle();
+    const host = this.#host;
+    const connection = new Connection<T>(host, {
+      conn: this.#conn,
+      reader: this.reader,
+      url: this.#url(host.scheme),
+      protocol,
+      // Parsed again on first use: the connection keeps only the head's
+      // text (one flat string), not the parsed head with an array and two
+      // strings per header (~600 bytes per idle connection), nor a
+      // closure over it (~100 bytes).
+      headers: text,
+      data,
+      deflate: deflate?.params ?? null,
+      extensions: deflate?.response ?? "",
+    });
+    host.connectionOpened(connection);
+    return connection;
   }
 
   /**

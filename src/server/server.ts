@@ -595,14 +595,17 @@ class ServerCore<T> implements SessionHost<T> {
       this.#taskFailed(error);
       return;
     }
-    session.run().then(
-      (connection) => this.#sessionDone(session, connection),
-      this.#taskFailed,
-    );
+    try {
+      // It reports its end through sessionEnded: no promise per session.
+      session.start();
+    } catch (error) {
+      this.#sessions.delete(session);
+      this.#taskFailed(error);
+    }
   }
 
   /** A session ended: with its upgraded connection, or null once it is closed. */
-  #sessionDone(session: HttpSession<T>, connection: Connection<T> | null): void {
+  sessionEnded(session: HttpSession<T>, connection: Connection<T> | null): void {
     try {
       this.#sessions.delete(session);
       // Counted as a task of its own: the session is freed while the
