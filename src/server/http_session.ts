@@ -322,11 +322,10 @@ export class HttpSession<T> implements BodyHost {
   #watched: ((n: number) => void) | null = null;
   /** The connection's response writer, made for its first response. */
   #writer: ResponseWriter | null = null;
-  // The first request's callback path (see start): the one callback, how
-  // much of the buffer the head's scan has searched, and, while the 101 is
-  // written, its bytes, how many are written, and what the connection is
-  // then opened with.
-  #onResult: ((result: unknown) => void) | null = null;
+  // The first request's callback path (see start): how much of the buffer
+  // the head's scan has searched, and, while the 101 is written, its
+  // bytes, how many are written, and what the connection is then opened
+  // with.
   #scanned = 0;
   #reply: Uint8Array | null = null;
   #replied = 0;
@@ -410,19 +409,20 @@ export class HttpSession<T> implements BodyHost {
   /**
    * Serves the connection, then tells the host
    * ({@linkcode SessionHost.sessionEnded}). The first request head is read,
-   * and the usual upgrade answered, by one callback made per session (see
-   * #onResult); anything else goes on in {@linkcode HttpSession.run} from
-   * where the callbacks got to. A connection that upgrades at once (most
-   * WebSocket clients) thus never has an async frame, its promise and the
-   * awaits' reactions and closures (~1 KB per handshake; what a burst of
-   * handshakes allocates is what an idle server keeps, bench/RESULTS.md
-   * change 18), nor a promise for the server to wait on.
+   * and the usual upgrade answered, by callbacks (#headIn, #replyWritten);
+   * anything else goes on in {@linkcode HttpSession.run} from where the
+   * callbacks got to. A connection that upgrades at once (most WebSocket
+   * clients) thus never has an async frame, its promise and the awaits'
+   * reactions and closures (~2 KB allocated per handshake), nor a promise
+   * for the server to wait on.
+   *
+   * The callbacks are made afresh for each read and write, never kept in a
+   * field: one callback kept per session (an arrow made once and stored)
+   * measured +0.5 KiB per idle connection in the idle shape, at the same
+   * live heap (bench/RESULTS.md change 18; change 17 saw the same with the
+   * writer's callbacks under connection churn).
    */
   start(): void {
-    this.#onResult = (result) => {
-      if (this.#reply === null) this.#headIn(result);
-      else this.#replyWritten(result);
-    };
     this.#readHead();
   }
 
@@ -435,7 +435,9 @@ export class HttpSession<T> implements BodyHost {
       // The buffer cannot grow (not below maxHeaderBytes): as run() does.
       return this.#continue(HEAD_INCOMPLETE, null, "");
     }
-    const done = this.#onResult!;
+    // One closure for both outcomes (a rejection's reason is never a
+    // number or null), made per read, not kept (see start).
+    const done = (result: unknown) => this.#headIn(result);
     raw.then(done, done);
   }
 
@@ -493,7 +495,7 @@ export class HttpSession<T> implements BodyHost {
     } catch (error) {
       return this.#replyWritten(error);
     }
-    const done = this.#onResult!;
+    const done = (result: unknown) => this.#replyWritten(result);
     written.then(done, done);
   }
 
