@@ -14,17 +14,16 @@
  * collection runs every ~1 MiB and at most that much goes uncounted at the
  * end), then `loadgen idle` opens `--small` connections in one process and
  * `--large` in another, and the server is killed once they are all open
- * (before any closing handshake); the difference of the totals over the difference of
- * the counts is the figure, free of start-up allocation. Servers alternate
- * within each round; the median of the rounds is printed. Bounded: each
- * process lives a few seconds (loadgen's setup timeout is 60 s).
+ * (before any closing handshake); the difference of the totals over the
+ * difference of the counts is the figure, free of start-up allocation.
+ * Servers alternate within each round; the median of the rounds is printed.
+ * Bounded: each process lives a few seconds (at most 60 s to open).
  *
  * @module
  */
 
-const LOADGEN = `${
-  Deno.env.get("WSBENCH_BUILD") ?? `${Deno.env.get("HOME")}/.cache/tsunagu-wsbench`
-}/bin/loadgen`;
+import { LOADGEN, median, parseArgs, startServer } from "./server_runs.ts";
+
 const V8_FLAGS = [
   "--trace-gc-nvp",
   "--min-semi-space-size=1",
@@ -32,46 +31,21 @@ const V8_FLAGS = [
   "--semi-space-growth-factor=1",
 ].join(",");
 
-let rounds = 3;
-let small = 2000;
-let large = 10000;
-const servers: [string, string][] = [];
-const args = [...Deno.args];
-while (args.length > 0) {
-  const arg = args.shift()!;
-  if (arg === "--rounds") rounds = Number(args.shift());
-  else if (arg === "--small") small = Number(args.shift());
-  else if (arg === "--large") large = Number(args.shift());
-  else {
-    const eq = arg.indexOf("=");
-    if (eq <= 0) throw new Error(`expected name='command {PORT}', got ${arg}`);
-    servers.push([arg.slice(0, eq), arg.slice(eq + 1)]);
-  }
-}
-if (servers.length === 0) throw new Error("no servers given");
-
-let nextPort = 19300;
+const { options, servers } = parseArgs(Deno.args, { rounds: 3, small: 2000, large: 10000 });
 
 /** Total bytes V8 reported allocated while `n` connections were opened to a fresh server. */
 async function allocatedFor(command: string, n: number): Promise<number> {
-  const port = nextPort++;
-  const argv = command.replaceAll("{PORT}", String(port)).split(/\s+/);
-  const server = new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  const { port, process: server } = await startServer(command, {
     env: { DENO_V8_FLAGS: V8_FLAGS },
     stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  });
   const output = server.output();
-  const load = new Deno.Command(LOADGEN, {
+  const loadgen = new Deno.Command(LOADGEN, {
     args: ["idle", "-p", String(port), "-n", String(n), "-H", "5", "--json-only"],
     stdout: "null",
     stderr: "null",
-  });
-  let loadgen: Deno.ChildProcess | null = null;
+  }).spawn();
   try {
-    await waitForPort(port);
-    loadgen = load.spawn();
     // Only the opening handshakes are counted: once all n connections are
     // established (and a moment later, upgraded), the server is killed
     // while loadgen still holds them, before any closing handshake.
@@ -83,10 +57,8 @@ async function allocatedFor(command: string, n: number): Promise<number> {
     await new Promise((resolve) => setTimeout(resolve, 1000));
   } finally {
     server.kill("SIGKILL");
-    if (loadgen !== null) {
-      loadgen.kill("SIGKILL");
-      await loadgen.status;
-    }
+    loadgen.kill("SIGKILL");
+    await loadgen.status;
   }
   const text = new TextDecoder().decode((await output).stdout);
   let total = 0;
@@ -103,33 +75,16 @@ async function established(port: number): Promise<number> {
   return new TextDecoder().decode(ss.stdout).split("\n").filter((l) => l !== "").length;
 }
 
-async function waitForPort(port: number): Promise<void> {
-  const until = Date.now() + 15_000;
-  while (Date.now() < until) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`nothing listens on port ${port}`);
-}
-
 const figures = new Map<string, number[]>(servers.map(([name]) => [name, []]));
-for (let round = 0; round < rounds; round++) {
+for (let round = 0; round < options.rounds; round++) {
   for (const [name, command] of servers) {
-    const few = await allocatedFor(command, small);
-    const many = await allocatedFor(command, large);
-    const perHandshake = (many - few) / (large - small);
+    const few = await allocatedFor(command, options.small);
+    const many = await allocatedFor(command, options.large);
+    const perHandshake = (many - few) / (options.large - options.small);
     figures.get(name)!.push(perHandshake);
     console.log(`round ${round + 1} ${name}: ${Math.round(perHandshake)} bytes per handshake`);
   }
 }
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-};
 console.log("\n| server | bytes per handshake (median) | rounds |\n| --- | ---: | --- |");
 for (const [name, values] of figures) {
   console.log(
