@@ -1,7 +1,7 @@
 /**
  * A/B of the small echo on loopback: servers alternate, round after round,
  * each started fresh, pinned to core 0, with the wsbench load generator on
- * core 1 (`loadgen echo`, 100 connections, 32-byte text, one message in
+ * core 1, both at niceness -10 as in the harness (`loadgen echo`, 100 connections, 32-byte text, one message in
  * flight each, as the harness's echo_small_d1). Prints each window and the
  * medians of messages per second and of server CPU per message, which is
  * what a hot-path change moves (throughput on this shared 2-core machine
@@ -24,10 +24,13 @@ const rates = new Map<string, number[]>(servers.map(([name]) => [name, []]));
 const costs = new Map<string, number[]>(servers.map(([name]) => [name, []]));
 for (let round = 0; round < options.rounds; round++) {
   for (const [name, command] of servers) {
-    const server = await startServer(command, { cpu: 0 });
+    const server = await startServer(command, { cpu: 0, nice: -10 });
     try {
-      const load = await new Deno.Command("taskset", {
+      const load = await new Deno.Command("nice", {
         args: [
+          "-n",
+          "-10",
+          "taskset",
           "-c",
           "1",
           LOADGEN,

@@ -47,15 +47,22 @@ export interface StartedServer {
 
 /**
  * Starts `command` (`{PORT}` replaced) with `env` added, pinned to `cpu`
- * when given, and waits (at most 15 s) until it listens.
+ * and at niceness `nice` when given, and waits (at most 15 s) until it
+ * listens.
  */
 export async function startServer(
   command: string,
-  options: { env?: Record<string, string>; cpu?: number; stdout?: "piped" | "null" } = {},
+  options: {
+    env?: Record<string, string>;
+    cpu?: number;
+    nice?: number;
+    stdout?: "piped" | "null";
+  } = {},
 ): Promise<StartedServer> {
   const port = nextPort++;
   let argv = command.replaceAll("{PORT}", String(port)).split(/\s+/);
   if (options.cpu !== undefined) argv = ["taskset", "-c", String(options.cpu), ...argv];
+  if (options.nice !== undefined) argv = ["nice", "-n", String(options.nice), ...argv];
   const process = new Deno.Command(argv[0], {
     args: argv.slice(1),
     env: options.env,
