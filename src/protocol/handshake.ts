@@ -505,19 +505,12 @@ function addListItems(value: string, items: string[] | null): string[] | null {
 
 /** Whether header `name` lists `token` (lower case), compared case-insensitively. */
 function hasToken(head: RequestHead, name: string, token: string): boolean {
-  // headerList(...).some(...) without the arrays.
+  // headerList(...).some(...) without the arrays: each value as upgradeOf
+  // reads it in place.
   const headers = head.headers;
   for (let i = 0; i < headers.length; i++) {
     const field = headers[i];
-    if (field[0] !== name) continue;
-    const value = field[1];
-    if (!value.includes(",")) {
-      if (value.trim().toLowerCase() === token) return true;
-      continue;
-    }
-    for (const item of value.split(",")) {
-      if (item.trim().toLowerCase() === token) return true;
-    }
+    if (field[0] === name && listHas(field[1], 0, field[1].length, token)) return true;
   }
   return false;
 }
@@ -593,8 +586,9 @@ function isTrimmed(code: number): boolean {
 
 /**
  * Whether the list value `text[start, end)` has an element equal to `token`
- * (lower case) once trimmed, in any case: {@linkcode hasToken} on a field
- * in place, with no strings.
+ * (lower case) once trimmed, in any case, with no strings made: how both
+ * the general path ({@linkcode hasToken}) and {@linkcode upgradeOf} read
+ * `Upgrade` and `Connection`.
  */
 function listHas(text: string, start: number, end: number, token: string): boolean {
   let from = start;

@@ -625,10 +625,11 @@ export class HttpSession<T> implements BodyHost {
       return null;
     }
     if (this.#done) return null;
-    // Scanned into positions (by start(), for a first head it read):
-    // the usual upgrade is checked in place and never becomes a parsed
-    // head (see upgradeOf); anything else does. `scan` is the shared scan
-    // result: used here, before any await, and not kept.
+    // A first head may come scanned already (by #headIn, which answers the
+    // usual upgrade itself and leaves the rest here). `scan` is the shared
+    // scan result: used here, before any await, and not kept. A later head
+    // on a persistent connection, upgrade or not, takes the general path
+    // (rare: no need to save its parsed head).
     const text = scan === null
       ? decodeRequestHead(reader.buffer.subarray(0, headEnd))
       : scannedText;
@@ -638,13 +639,6 @@ export class HttpSession<T> implements BodyHost {
       return null;
     }
     reader.consume(headEnd);
-    if (this.#host.handlers.upgrade === undefined && scan === null) {
-      const upgrade = upgradeOf(fields);
-      if (upgrade !== null) {
-        this.#address = upgrade;
-        return await this.#upgrade(null, upgrade, upgrade.extensionValues, text);
-      }
-    }
     const head = headOf(fields);
     if (head.version[0] !== 1) {
       await this.#reject({ status: 505, message: "this server speaks HTTP/1.x" });
@@ -691,12 +685,7 @@ export class HttpSession<T> implements BodyHost {
       );
       return null;
     }
-    return await this.#upgrade(
-      head,
-      upgrade,
-      headerValues(head, "sec-websocket-extensions"),
-      text,
-    );
+    return await this.#upgrade(head, upgrade, text);
   }
 
   /** Reads more into the reader; one read at a time, shared by all who wait. 0 at the end. */
@@ -876,14 +865,12 @@ export class HttpSession<T> implements BodyHost {
   }
 
   /**
-   * Upgrades: the hook (when there is one), the 101, the connection. `head`
-   * is null for a request checked in place (see upgradeOf), which is taken
-   * only without an upgrade hook.
+   * Upgrades: the hook (when there is one), the 101, the connection. (The
+   * usual first upgrade does the same by callbacks: see #headIn.)
    */
   async #upgrade(
-    head: RequestHead | null,
+    head: RequestHead,
     upgrade: UpgradeRequest,
-    extensionOffers: string[],
     text: string,
   ): Promise<Connection<T> | null> {
     const host = this.#host;
@@ -894,7 +881,7 @@ export class HttpSession<T> implements BodyHost {
     }
     let accepted: UpgradeAccept<T> = {};
     const hook = host.handlers.upgrade;
-    if (hook !== undefined && head !== null) {
+    if (hook !== undefined) {
       const request = this.#request(head, false);
       if (request === null) {
         await this.#reject({ status: 400, message: "invalid request target or headers" });
@@ -914,7 +901,7 @@ export class HttpSession<T> implements BodyHost {
     }
     const protocol = this.#chooseProtocol(upgrade, accepted.protocol);
     if (this.#done) return null;
-    const deflate = this.#negotiate(extensionOffers);
+    const deflate = this.#negotiate(headerValues(head, "sec-websocket-extensions"));
     const response = switchingProtocols(
       upgrade,
       protocol,
