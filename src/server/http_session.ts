@@ -46,6 +46,7 @@ import {
 import { checkNonNegative } from "../connection/options.ts";
 import { type BodyHost, RequestBody } from "./request_body.ts";
 import { httpDate } from "./http_date.ts";
+import { fastRequest, FastRequestState, takeStaticResponse } from "./fetch_internals.ts";
 import type { Handlers, RequestInfo, ResolvedOptions, UpgradeAccept } from "./options.ts";
 import type { Server } from "./server.ts";
 
@@ -315,7 +316,7 @@ export class HttpSession<T> implements BodyHost {
    * `signal` aborts if the connection is dropped first (see ServedRequest).
    * The controller is made when the handler first reads `request.signal`.
    */
-  #answering: ServedRequest | null = null;
+  #answering: ServedRequest | FastRequestState | null = null;
   // The read callbacks (see #fillOnce and #watch), made on first use.
   #filled: ((n: number | null) => number) | null = null;
   #fillFailed: (() => number) | null = null;
@@ -363,7 +364,8 @@ export class HttpSession<T> implements BodyHost {
     const answering = this.#answering;
     if (answering !== null) {
       this.#answering = null;
-      ServedRequest.clientLeft(answering);
+      if (answering instanceof FastRequestState) answering.clientLeft();
+      else ServedRequest.clientLeft(answering);
     }
     closeQuietly(this.#conn);
   }
@@ -839,7 +841,22 @@ export class HttpSession<T> implements BodyHost {
     try {
       const scheme = this.#host.scheme === "wss" ? "https" : "http";
       const url = this.#url(scheme);
-      if (body === undefined && head.method === "GET") {
+      const method = head.method;
+      if (
+        body === undefined && (method === "GET" || method === "HEAD") &&
+        this.#host.options.runtimeInternals
+      ) {
+        // Built as Deno.serve builds its own, when the runtime allows (see
+        // fetch_internals.ts). The URL is parsed as `new Request` would:
+        // the same href, and the same refusal of one the runtime rejects.
+        const state = new FastRequestState(method, new URL(url).href, head.headers);
+        const request = fastRequest(state);
+        if (request !== null) {
+          if (served) this.#answering = state;
+          return request;
+        }
+      }
+      if (body === undefined && method === "GET") {
         // The usual request: no init dictionary for the runtime to convert
         // member by member (RequestInit has a dozen), and the fields added
         // one by one, as the init's would be: the same Request, ~20% less
@@ -848,6 +865,7 @@ export class HttpSession<T> implements BodyHost {
         const headers = request.headers;
         const fields = head.headers;
         for (let i = 0; i < fields.length; i++) headers.append(fields[i][0], fields[i][1]);
+        if (served) this.#answering = request as ServedRequest;
         return request;
       }
       const init: RequestInit & { duplex?: "half" } = {
@@ -858,7 +876,10 @@ export class HttpSession<T> implements BodyHost {
         init.body = body;
         init.duplex = "half";
       }
-      return served ? new ServedRequest(url, init) : new Request(url, init);
+      if (!served) return new Request(url, init);
+      const request = new ServedRequest(url, init);
+      this.#answering = request;
+      return request;
     } catch {
       return null;
     }
@@ -1038,7 +1059,6 @@ export class HttpSession<T> implements BodyHost {
       await this.#reject({ status: 400, message: "invalid request target or headers" });
       return false;
     }
-    this.#answering = request as ServedRequest;
     // With no body to read, what arrives now is the next request, or the
     // client leaving; a body starts the watch when it ends.
     if (body === null) this.#watchPeer();
@@ -1174,7 +1194,12 @@ export class HttpSession<T> implements BodyHost {
       response.body?.cancel().catch(() => {});
       return Promise.resolve("cut");
     }
-    if (response.bodyUsed || response.body?.locked) {
+    // A response the runtime holds whole is read from its slots (see
+    // fetch_internals.ts); any other through its Headers and body stream.
+    const held = this.#host.options.runtimeInternals && response instanceof Response
+      ? takeStaticResponse(response)
+      : null;
+    if (held === "used" || (held === null && (response.bodyUsed || response.body?.locked))) {
       // Thrown to run(), which answers 500 and reports it.
       throw new TypeError("the handler returned a Response whose body was already used");
     }
@@ -1199,7 +1224,7 @@ export class HttpSession<T> implements BodyHost {
         ? null
         : this.#prelude ??= () => this.#interim ?? undefined,
     );
-    return writer.write(response, head);
+    return held === null ? writer.write(response, head) : writer.writeStatic(held, head);
   }
 
   /**

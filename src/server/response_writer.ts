@@ -9,6 +9,7 @@
  */
 
 import { reasonPhrase } from "../protocol/handshake.ts";
+import type { StaticResponse } from "./fetch_internals.ts";
 import { httpDate } from "./http_date.ts";
 
 // A body that is complete within this many bytes, and whose pieces are all
@@ -199,6 +200,19 @@ function encodeHead(
     }
   }
   return bytes;
+}
+
+// A text body of a static response is encoded here when it fits (and then
+// copied into the response's pooled buffer at once): no off-heap array per
+// response, as TextEncoder#encode would make.
+const SCRATCH_BYTES = 4096;
+const scratch = new Uint8Array(SCRATCH_BYTES);
+
+/** `text` as UTF-8: in the shared scratch array (valid until the next call) when it fits, else a new array. */
+function encodeText(text: string): Uint8Array {
+  // At most 3 bytes per UTF-16 code unit.
+  if (text.length * 3 > SCRATCH_BYTES) return encoder.encode(text);
+  return scratch.subarray(0, encoder.encodeInto(text, scratch).written);
 }
 
 type Read = ReadableStreamReadResult<Uint8Array>;
@@ -395,10 +409,40 @@ export class ResponseWriter {
         this.#body = null;
       }
     }
-    // The whole response (head and body ready), written here rather than in
-    // a helper: one async frame fewer per response. The write op holds the
-    // array until its promise settles; only then may the pool hand it out
-    // again.
+    return this.#send(whole, tail);
+  }
+
+  /**
+   * Writes a response the runtime holds whole (see
+   * {@linkcode takeStaticResponse}: status 200, at most a Content-Type, a
+   * body in memory), without making its Headers or its body stream: the
+   * same bytes {@linkcode write} sends for it. `response` is read at once
+   * (it is shared).
+   */
+  writeStatic(response: StaticResponse, request: AnsweredRequest): Promise<WriteOutcome> {
+    const contentType = response.contentType;
+    this.#lines = (contentType === null ? "" : "content-type: " + contentType + "\r\n") +
+      "date: " + httpDate() + "\r\n";
+    this.#appCloses = false;
+    const body = response.body;
+    const bytes = typeof body === "string" ? encodeText(body) : body;
+    let whole: Uint8Array;
+    let tail: Uint8Array | null = null;
+    // HEAD announces the length GET would send (RFC 9110 §9.3.2).
+    if (request.method === "HEAD") whole = this.#head(200, bytes.length, request, true);
+    else if (bytes.length >= SEPARATE_BODY_BYTES) {
+      whole = this.#head(200, bytes.length, request, true);
+      tail = bytes;
+    } else whole = this.#headAndBody(200, bytes.length, request, [bytes]);
+    return this.#send(whole, tail);
+  }
+
+  /**
+   * Writes a whole response (head and body ready) and `tail` after it. The
+   * write op holds the array until its promise settles; only then may the
+   * pool hand it out again.
+   */
+  async #send(whole: Uint8Array, tail: Uint8Array | null): Promise<WriteOutcome> {
     try {
       if (this.#prelude === null && !this.#aborted) {
         // The usual case: one write takes it all.

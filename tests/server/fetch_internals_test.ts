@@ -1,0 +1,295 @@
+/**
+ * `runtimeInternals` (src/server/fetch_internals.ts): requests without a
+ * body built, and simple responses read, through the runtime's private
+ * slots, as Deno.serve does. Invisible to applications: a handler sees the
+ * same request, and a client gets the same bytes, with the option on (the
+ * default) and off; it is in use on the runtime versions it was checked
+ * against, so a Deno upgrade that changes those slots fails here, not in
+ * production (the server would quietly take the public path).
+ */
+
+import assert from "node:assert/strict";
+import {
+  fastRequest,
+  FastRequestState,
+  fetchInternalsAvailable,
+  takeStaticResponse,
+} from "../../src/server/fetch_internals.ts";
+import { DATE, maskDate } from "../helpers/http_date.ts";
+import { RawClient, withTimeout } from "../helpers/raw_client.ts";
+import { startServer, waitUntil } from "../helpers/harness.ts";
+
+const encoder = new TextEncoder();
+
+Deno.test("runtime internals: in use on the Deno versions they were checked against", () => {
+  // Deno 2.9 is the version this was read and measured on; on any other the
+  // self-check is skipped and the public path is used.
+  assert.equal(fetchInternalsAvailable(), /^2\.9\./.test(Deno.version.deno), Deno.version.deno);
+});
+
+Deno.test({
+  name: "runtime internals: a request built through the slots is a Request like any other",
+  ignore: !fetchInternalsAvailable(),
+  async fn() {
+    const url = "http://example.com:8080/a?b=1";
+    const fields: [string, string][] = [["host", "example.com:8080"], ["x-a", "1"], ["x-a", "2"]];
+    const state = new FastRequestState("GET", url, fields);
+    const request = fastRequest(state)!;
+    const plain = new Request(url);
+    for (const [name, value] of fields) plain.headers.append(name, value);
+    assert.ok(request instanceof Request);
+    assert.equal(Deno.inspect(request), Deno.inspect(plain));
+    for (const copy of [request.clone(), new Request(request)]) {
+      assert.equal(copy.url, url);
+      assert.deepEqual([...copy.headers], [...plain.headers]);
+    }
+    const changed = new Request(request, { method: "POST", body: "x" });
+    assert.equal(changed.method, "POST");
+    assert.equal(await changed.text(), "x");
+    assert.equal(await request.text(), "");
+    assert.equal(request.bodyUsed, false, "no body, nothing used (as for a plain GET)");
+    // The handler's changes stay in its request: the parsed head is left alone.
+    request.headers.delete("x-a");
+    assert.equal(request.headers.get("x-a"), null);
+    assert.deepEqual(fields[1], ["x-a", "1"]);
+    // The signal aborts when the client leaves, made before or after.
+    const early = request.signal;
+    state.clientLeft();
+    assert.equal(early.aborted, true);
+    assert.equal((early.reason as DOMException).name, "AbortError");
+    const late = fastRequest(new FastRequestState("HEAD", url, fields))!;
+    assert.equal(late.method, "HEAD");
+    assert.equal(late.signal.aborted, false);
+  },
+});
+
+Deno.test({
+  name:
+    "runtime internals: only whole, unread, status-200 responses with at most a content type are read from the slots",
+  ignore: !fetchInternalsAvailable(),
+  async fn() {
+    const take = (response: Response) => {
+      const taken = takeStaticResponse(response);
+      return taken === null || taken === "used"
+        ? taken
+        : { body: taken.body, contentType: taken.contentType };
+    };
+    assert.deepEqual(take(new Response("hé")), {
+      body: "hé",
+      contentType: "text/plain;charset=UTF-8",
+    });
+    assert.deepEqual(take(Response.json({ a: 1 })), {
+      body: '{"a":1}',
+      contentType: "application/json",
+    });
+    const bytes = take(new Response(new Uint8Array([1, 2, 3])));
+    assert.deepEqual(bytes, { body: new Uint8Array([1, 2, 3]), contentType: null });
+    // Taken once: the body counts as used, as sending it would make it.
+    const once = new Response("x");
+    assert.notEqual(take(once), null);
+    assert.equal(take(once), "used");
+    assert.equal(once.bodyUsed, true);
+    // Read by the handler first: used, whichever way it was read.
+    const read = new Response("x");
+    await read.text();
+    assert.equal(take(read), null, "the public path reports it (bodyUsed)");
+    // Everything else goes the public way.
+    assert.equal(take(new Response("x", { status: 201 })), null);
+    assert.equal(take(new Response("x", { headers: { "x-a": "1" } })), null);
+    const touched = new Response("x");
+    touched.headers.set("x-b", "1");
+    assert.equal(take(touched), null);
+    assert.equal(take(new Response(ReadableStream.from([encoder.encode("x")]))), null);
+    assert.equal(take(new Response(null)), null);
+  },
+});
+
+/** What a handler can see of a request, as text. */
+async function describe(request: Request): Promise<string> {
+  const copy = request.clone();
+  return JSON.stringify({
+    url: request.url,
+    method: request.method,
+    headers: [...request.headers],
+    get: request.headers.get("x-dup"),
+    inspect: Deno.inspect(request),
+    clone: [copy.url, [...copy.headers]],
+    rebuilt: [...new Request(request, { headers: { "x-b": "1" } }).headers],
+    text: await request.text(),
+    bodyUsed: request.bodyUsed,
+    fields: [request.redirect, request.cache, request.mode, request.credentials, request.referrer],
+    signal: request.signal.aborted,
+  });
+}
+
+/** Servers with the option on and off, with the same handler. */
+function servers(fetch: (request: Request) => Response | Promise<Response>) {
+  return [true, false].map((runtimeInternals) => startServer({ runtimeInternals }, { fetch }));
+}
+
+/** One request on its own connection (`Connection: close`): the whole answer, Date masked. */
+async function exchange(port: number, method: string, target: string, host = "127.0.0.1") {
+  using raw = await RawClient.connect(port);
+  await raw.write(`${method} ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  return maskDate(await raw.readToEnd());
+}
+
+Deno.test("runtime internals: a handler sees the same request with the option on and off", async () => {
+  const seen: string[][] = [[], []];
+  const record = (index: number) => async (request: Request) => {
+    seen[index].push(await describe(request));
+    return new Response("ok");
+  };
+  const hs = [
+    startServer({ runtimeInternals: true }, { fetch: record(0) }),
+    startServer({ runtimeInternals: false }, { fetch: record(1) }),
+  ];
+  try {
+    const requests: [string, string, string][] = [
+      ["GET", "/a?b=1", "example.com:8080"],
+      // Names a URL parser rewrites: upper-case host, default port, dot
+      // segments, characters it escapes.
+      ["GET", "/x/./y/../z?q=%7e&r={|}", "EXAMPLE.com:80"],
+      ["HEAD", "/head", "127.0.0.1"],
+      ["GET", "/", "[::1]:9"],
+    ];
+    for (const [method, target, host] of requests) {
+      for (const h of hs) {
+        using raw = await RawClient.connect(h.port);
+        await raw.write(
+          `${method} ${target} HTTP/1.1\r\nHost: ${host}\r\nX-Dup: 1\r\nx-dup: 2\r\nConnection: close\r\n\r\n`,
+        );
+        assert.equal((await raw.readResponseHead()).status, 200);
+      }
+    }
+    assert.equal(seen[0].length, requests.length);
+    assert.deepEqual(seen[0], seen[1]);
+  } finally {
+    for (const h of hs) await h.server.shutdown();
+  }
+});
+
+Deno.test("runtime internals: every kind of response is the same bytes with the option on and off", async () => {
+  const large = "é".repeat(12_000); // 24,000 bytes: written after its head
+  const handler = async (request: Request): Promise<Response> => {
+    switch (new URL(request.url).pathname) {
+      case "/text":
+        return new Response("héllo");
+      case "/empty":
+        return new Response("");
+      case "/json":
+        return Response.json({ a: [1, "é"] });
+      case "/plain":
+        return new Response("p", { headers: { "content-type": "text/plain" } });
+      case "/bytes":
+        return new Response(encoder.encode("bytes"));
+      case "/large-text":
+        return new Response(large);
+      case "/large-bytes":
+        return new Response(new Uint8Array(70_000).fill(0x61));
+      case "/status":
+        return new Response("created", { status: 201 });
+      case "/headers":
+        return new Response("h", { headers: { "content-type": "text/plain", "x-a": "1" } });
+      case "/touched": {
+        const response = new Response("t");
+        response.headers.set("x-b", "2");
+        return response;
+      }
+      case "/body-asked": {
+        // Asked for, not read: still whole.
+        const response = new Response("asked");
+        void response.body;
+        return response;
+      }
+      case "/used": {
+        const response = new Response("u");
+        await response.text();
+        return response;
+      }
+      case "/stream":
+        return new Response(ReadableStream.from([encoder.encode("s1"), encoder.encode("s2")]));
+      default:
+        return new Response(null, { status: 404 });
+    }
+  };
+  const hs = servers(handler);
+  try {
+    const paths = [
+      "/text",
+      "/empty",
+      "/json",
+      "/plain",
+      "/bytes",
+      "/large-text",
+      "/large-bytes",
+      "/status",
+      "/headers",
+      "/touched",
+      "/body-asked",
+      "/used",
+      "/stream",
+      "/missing",
+    ];
+    for (const method of ["GET", "HEAD"]) {
+      for (const path of paths) {
+        const [on, off] = [
+          await exchange(hs[0].port, method, path),
+          await exchange(hs[1].port, method, path),
+        ];
+        assert.equal(on, off, `${method} ${path}`);
+      }
+    }
+    // And what they are: spot checks of the option's own path.
+    assert.equal(
+      await exchange(hs[0].port, "GET", "/text"),
+      `HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=UTF-8\r\n${DATE}Content-Length: 6\r\n` +
+        `Connection: close\r\n\r\n${String.fromCharCode(...encoder.encode("héllo"))}`,
+    );
+    assert.match(await exchange(hs[0].port, "GET", "/used"), /^HTTP\/1\.1 500 /);
+    const head = await exchange(hs[0].port, "HEAD", "/large-text");
+    assert.ok(head.includes("Content-Length: 24000\r\n"), head);
+    assert.ok(head.endsWith("\r\n\r\n"), head);
+  } finally {
+    for (const h of hs) await h.server.shutdown();
+  }
+});
+
+Deno.test("runtime internals: request.signal aborts when the client leaves, with the option on and off", async () => {
+  for (const runtimeInternals of [true, false]) {
+    const signals: AbortSignal[] = [];
+    let release = () => {};
+    const work = new Promise<void>((resolve) => release = resolve);
+    const h = startServer({ runtimeInternals }, {
+      async fetch(request) {
+        signals.push(request.signal);
+        await work;
+        return new Response("late");
+      },
+    });
+    try {
+      const leaving = await RawClient.connect(h.port);
+      await leaving.write("GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      await waitUntil(() => signals.length === 1, "the request reached the handler");
+      const aborted = new Promise((resolve) => signals[0].addEventListener("abort", resolve));
+      leaving.close();
+      await withTimeout(
+        aborted,
+        5_000,
+        `the signal to abort (runtimeInternals ${runtimeInternals})`,
+      );
+      assert.equal((signals[0].reason as DOMException).name, "AbortError");
+    } finally {
+      release();
+      await h.server.shutdown();
+    }
+  }
+});
+
+Deno.test("runtime internals: the option must be a boolean", () => {
+  assert.throws(
+    // @ts-expect-error: a string where a boolean belongs
+    () => startServer({ runtimeInternals: "yes" }),
+    /runtimeInternals must be a boolean/,
+  );
+});
