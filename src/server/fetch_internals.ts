@@ -21,7 +21,9 @@
  *   headers: { "content-type": … } })` with status 200 carries its body
  *   and content type in "serve fast" slots, which `Deno.serve` reads
  *   instead; {@linkcode takeStaticResponse} reads the same slots, under the
- *   same rules (a body already read is refused).
+ *   same rules (a body already read is refused), for a plain `Response`
+ *   whose body stream was never asked for (a subclass's getters, or a
+ *   stream the handler holds, are the public path's to read).
  *
  * What stays public: requests with a body or another method, every other
  * response, and every runtime version not listed in TESTED_VERSIONS (a
@@ -246,6 +248,10 @@ function selfCheck(s: Slots): boolean {
   if (takeWith(s, touched) !== null) return false;
   const stream = new Response(new ReadableStream());
   if (takeWith(s, stream) !== null) return false;
+  // Its stream asked for: the public path reads it.
+  const asked = new Response(new Uint8Array([1]));
+  void asked.body;
+  if (takeWith(s, asked) !== null) return false;
   return true;
 }
 
@@ -259,18 +265,26 @@ function make(s: Slots, state: FastRequestState): Request {
 }
 
 function takeWith(s: Slots, response: Response): StaticResponse | "used" | null {
+  // The runtime's own class only: a subclass may answer through getters of
+  // its own (status, headers, body), which the public path reads and the
+  // slots know nothing of.
+  if (Object.getPrototypeOf(response) !== Response.prototype) return null;
   const r = response as unknown as SlotObject;
   if (r[s.consumed] === true) return "used";
   if (r[s.status] !== 200) return null;
   const body = r[s.body];
   if (typeof body !== "string" && !(body instanceof Uint8Array)) return null;
   if (r[s.lazyBody] === null || r[s.lazyBody] === undefined) {
-    // The body was made into its inner form (its text read, or `.body`
-    // asked for): it must still be unread; else the public path decides.
-    const inner = (r[s.response] as { body?: { consumed?: () => boolean } | null } | undefined)
+    // The body was made into its inner form: it must still be held as it
+    // was given ({ body, consumed }) and unread. Once `.body` has been asked
+    // for, it is a stream the handler has too, and may have locked (a
+    // reader, tee, pipeTo), partly read or kept for later: the public path
+    // reads that stream, or refuses it, as it would without the slots.
+    const inner = (r[s.response] as { body?: { streamOrStatic?: unknown } | null } | undefined)
       ?.body;
     if (inner !== null && inner !== undefined) {
-      if (typeof inner.consumed !== "function" || inner.consumed()) return null;
+      const held = inner.streamOrStatic as { consumed?: unknown } | null | undefined;
+      if (typeof held !== "object" || held === null || held.consumed !== false) return null;
     }
   }
   let contentType: string | null;
@@ -315,8 +329,9 @@ export function fastRequest(state: FastRequestState): Request | null {
 }
 
 /**
- * The body and content type of a response the runtime holds whole (status
- * 200, at most a `Content-Type`, a body in memory, headers never read),
+ * The body and content type of a response the runtime holds whole (a
+ * plain `Response`, not a subclass; status 200, at most a `Content-Type`, a
+ * body in memory, headers never read, body stream never asked for),
  * marked consumed as sending it would; `"used"` when its body was already
  * read (an error, as on the public path); null for any other response, or
  * when the slots are not usable: then the public path reads it. The result
