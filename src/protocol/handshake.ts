@@ -358,6 +358,19 @@ const DIGITS = /^\d*$/;
  * take part in building the request URL, where it could change the path.
  */
 export function parseAuthority(value: string): string | null {
+  // A client sends the same Host with every request (and most servers see
+  // one or two names): the last answer is kept, as the parse is pure.
+  if (value === lastAuthorityInput) return lastAuthority;
+  const authority = parseAuthorityOnce(value);
+  lastAuthorityInput = value;
+  lastAuthority = authority;
+  return authority;
+}
+
+let lastAuthorityInput: string | undefined;
+let lastAuthority: string | null = null;
+
+function parseAuthorityOnce(value: string): string | null {
   let host: string;
   let port: string;
   if (value.charCodeAt(0) === 0x5b /* [ */) {

@@ -1066,7 +1066,10 @@ export class HttpSession<T> implements BodyHost {
     try {
       let response: Response;
       try {
-        response = await fetch.call(host.handlers, request, info);
+        // A handler that answers at once (no promise) is not awaited: no
+        // suspension and resumption of this frame for it.
+        const result = fetch.call(host.handlers, request, info);
+        response = result instanceof Response ? result : await result;
       } catch (error) {
         if (body?.failure) return await this.#bodyFailed();
         host.reportError(error);
