@@ -46,7 +46,12 @@ import {
 import { checkNonNegative } from "../connection/options.ts";
 import { type BodyHost, RequestBody } from "./request_body.ts";
 import { httpDate } from "./http_date.ts";
-import { fastRequest, FastRequestState, takeStaticResponse } from "./fetch_internals.ts";
+import {
+  fastRequest,
+  FastRequestState,
+  fetchInternalsAvailable,
+  takeStaticResponse,
+} from "./fetch_internals.ts";
 import type { Handlers, RequestInfo, ResolvedOptions, UpgradeAccept } from "./options.ts";
 import type { Server } from "./server.ts";
 
@@ -844,17 +849,15 @@ export class HttpSession<T> implements BodyHost {
       const method = head.method;
       if (
         body === undefined && (method === "GET" || method === "HEAD") &&
-        this.#host.options.runtimeInternals
+        this.#host.options.runtimeInternals && fetchInternalsAvailable()
       ) {
         // Built as Deno.serve builds its own, when the runtime allows (see
         // fetch_internals.ts). The URL is parsed as `new Request` would:
         // the same href, and the same refusal of one the runtime rejects.
         const state = new FastRequestState(method, new URL(url).href, head.headers);
-        const request = fastRequest(state);
-        if (request !== null) {
-          if (served) this.#answering = state;
-          return request;
-        }
+        const request = fastRequest(state)!;
+        if (served) this.#answering = state;
+        return request;
       }
       if (body === undefined && method === "GET") {
         // The usual request: no init dictionary for the runtime to convert

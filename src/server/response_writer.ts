@@ -381,15 +381,8 @@ export class ResponseWriter {
           total += result.value.length;
         }
         if (complete) {
-          if (noBody) whole = this.#head(status, bodiless ? null : total, request, true);
-          else if (pieces.length === 1 && total >= SEPARATE_BODY_BYTES) {
-            // A large body in one piece (a static file's first read) goes
-            // out as it lies, after its head: a second write op costs less
-            // than a fresh array of its size, zeroed, copied into and swept
-            // (8% of the CPU of serving a 64 KiB file, bench/RESULTS.md).
-            whole = this.#head(status, total, request, true);
-            tail = pieces[0];
-          } else whole = this.#headAndBody(status, total, request, pieces);
+          whole = this.#complete(status, request, noBody, bodiless ? null : total, pieces);
+          tail = this.#tail;
         } else {
           if (this.#aborted) return "cut";
           if (!noBody) {
@@ -426,15 +419,38 @@ export class ResponseWriter {
     this.#appCloses = false;
     const body = response.body;
     const bytes = typeof body === "string" ? encodeText(body) : body;
-    let whole: Uint8Array;
-    let tail: Uint8Array | null = null;
-    // HEAD announces the length GET would send (RFC 9110 §9.3.2).
-    if (request.method === "HEAD") whole = this.#head(200, bytes.length, request, true);
-    else if (bytes.length >= SEPARATE_BODY_BYTES) {
-      whole = this.#head(200, bytes.length, request, true);
-      tail = bytes;
-    } else whole = this.#headAndBody(200, bytes.length, request, [bytes]);
-    return this.#send(whole, tail);
+    const whole = this.#complete(200, request, request.method === "HEAD", bytes.length, [bytes]);
+    return this.#send(whole, this.#tail);
+  }
+
+  /** Set by {@linkcode #complete}: a body to write after the head, from where it lies. */
+  #tail: Uint8Array | null = null;
+
+  /**
+   * A response whose body is complete: the head with its Content-Length
+   * (`length`; null for a status that has none), and the body copied in
+   * after it, or left in {@linkcode #tail} when it is one large piece.
+   * `noBody`: HEAD, or a status without a body (a HEAD still announces
+   * the length GET would send, RFC 9110 §9.3.2).
+   */
+  #complete(
+    status: number,
+    request: AnsweredRequest,
+    noBody: boolean,
+    length: number | null,
+    pieces: Uint8Array[],
+  ): Uint8Array {
+    this.#tail = null;
+    if (noBody) return this.#head(status, length, request, true);
+    if (pieces.length === 1 && length! >= SEPARATE_BODY_BYTES) {
+      // A large body in one piece (a static file's first read) goes out as
+      // it lies, after its head: a second write op costs less than a fresh
+      // array of its size, zeroed, copied into and swept (8% of the CPU of
+      // serving a 64 KiB file, bench/RESULTS.md).
+      this.#tail = pieces[0];
+      return this.#head(status, length, request, true);
+    }
+    return this.#headAndBody(status, length!, request, pieces);
   }
 
   /**

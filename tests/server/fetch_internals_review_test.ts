@@ -9,21 +9,9 @@ import { fetchInternalsAvailable, takeStaticResponse } from "../../src/server/fe
 import { maskDate } from "../helpers/http_date.ts";
 import { RawClient, withTimeout } from "../helpers/raw_client.ts";
 import { startServer, waitUntil } from "../helpers/harness.ts";
-import type { Handlers } from "../../mod.ts";
+import { exchange, serversOnAndOff as servers } from "../helpers/option_pair.ts";
 
 const encoder = new TextEncoder();
-
-/** One request on its own connection (`Connection: close`): the whole answer, Date masked. */
-async function exchange(port: number, method: string, target: string): Promise<string> {
-  using raw = await RawClient.connect(port);
-  await raw.write(`${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
-  return maskDate(await raw.readToEnd());
-}
-
-/** The same handlers on a server with the option on and one with it off. */
-function servers(handlers: Handlers<undefined>) {
-  return [true, false].map((runtimeInternals) => startServer({ runtimeInternals }, handlers));
-}
 
 /** A Response subclass whose getters say something else than its slots. */
 class NotFound extends Response {

@@ -15,7 +15,8 @@ import {
   fetchInternalsAvailable,
   takeStaticResponse,
 } from "../../src/server/fetch_internals.ts";
-import { DATE, maskDate } from "../helpers/http_date.ts";
+import { DATE } from "../helpers/http_date.ts";
+import { exchange, serversOnAndOff } from "../helpers/option_pair.ts";
 import { RawClient, withTimeout } from "../helpers/raw_client.ts";
 import { startServer, waitUntil } from "../helpers/harness.ts";
 
@@ -122,18 +123,6 @@ async function describe(request: Request): Promise<string> {
   });
 }
 
-/** Servers with the option on and off, with the same handler. */
-function servers(fetch: (request: Request) => Response | Promise<Response>) {
-  return [true, false].map((runtimeInternals) => startServer({ runtimeInternals }, { fetch }));
-}
-
-/** One request on its own connection (`Connection: close`): the whole answer, Date masked. */
-async function exchange(port: number, method: string, target: string, host = "127.0.0.1") {
-  using raw = await RawClient.connect(port);
-  await raw.write(`${method} ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
-  return maskDate(await raw.readToEnd());
-}
-
 Deno.test("runtime internals: a handler sees the same request with the option on and off", async () => {
   const seen: string[][] = [[], []];
   const record = (index: number) => async (request: Request) => {
@@ -213,7 +202,7 @@ Deno.test("runtime internals: every kind of response is the same bytes with the 
         return new Response(null, { status: 404 });
     }
   };
-  const hs = servers(handler);
+  const hs = serversOnAndOff({ fetch: handler });
   try {
     const paths = [
       "/text",
