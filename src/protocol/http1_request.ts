@@ -34,6 +34,30 @@ export function requestKeepsAlive(head: RequestHead): boolean {
 }
 
 /**
+ * For a request with no body, no expectation and no `Upgrade` field (the
+ * usual GET): whether the client lets the connection persist, as
+ * {@linkcode requestKeepsAlive} says; null for any other request (one with
+ * `Content-Length`, `Transfer-Encoding`, `Expect` or `Upgrade`), which
+ * needs the full questions. One pass over the fields, not one per question.
+ */
+export function plainRequestKeepsAlive(head: RequestHead): boolean | null {
+  const headers = head.headers;
+  let connection = false;
+  for (let i = 0; i < headers.length; i++) {
+    switch (headers[i][0]) {
+      case "content-length":
+      case "transfer-encoding":
+      case "expect":
+      case "upgrade":
+        return null;
+      case "connection":
+        connection = true;
+    }
+  }
+  return connection ? requestKeepsAlive(head) : isHttp11(head);
+}
+
+/**
  * The request's `Expect` field (RFC 9110 §10.1.1): `"none"`; `"continue"`
  * for `100-continue` on HTTP/1.1 (the client may wait for a `100 Continue`
  * before sending its body; an HTTP/1.0 client's is ignored, as the RFC
