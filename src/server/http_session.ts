@@ -487,7 +487,17 @@ export class HttpSession<T> implements BodyHost {
       return this.#continue(headEnd, fields, text);
     }
     const upgrade = upgradeOf(fields);
-    if (upgrade === null || !host.canAccept()) return this.#continue(headEnd, fields, text);
+    if (upgrade === null) {
+      // A plain request (or an unusual upgrade, which #nextComplete hands
+      // to run()): answered as a later request of a persistent connection.
+      try {
+        return this.#nextComplete(headEnd, text, fields);
+      } catch (error) {
+        this.#host.reportError(error);
+        return this.#closed();
+      }
+    }
+    if (!host.canAccept()) return this.#continue(headEnd, fields, text);
     // What #serveOne and #upgrade do for this request, without their frames.
     reader.consume(headEnd);
     this.#address = upgrade;
@@ -654,15 +664,20 @@ export class HttpSession<T> implements BodyHost {
   /**
    * The next request's head is complete (or refused: `headEnd` < 0). The
    * usual request is answered here, what #serveOne and #serveHttp would do
-   * for it; anything else goes to run() before anything is consumed.
+   * for it; anything else goes to run() before anything is consumed. Also
+   * a connection's first request, when it is not the usual upgrade
+   * (#headIn): `scannedText` and `scan` are then its head, as scanned.
    */
-  #nextComplete(headEnd: number): void {
+  #nextComplete(headEnd: number, scannedText = "", scan: HeadFields | null = null): void {
     if (headEnd < 0) return this.#endWith(this.run(headEnd));
     const host = this.#host;
     const fetch = host.handlers.fetch;
     const reader = this.reader;
-    const text = decodeRequestHead(reader.buffer.subarray(0, headEnd));
-    const fields = scanRequestHead(text);
+    // A first request comes decoded and scanned (by #headIn).
+    const text = scan === null
+      ? decodeRequestHead(reader.buffer.subarray(0, headEnd))
+      : scannedText;
+    const fields = scan ?? scanRequestHead(text);
     if (isRejection(fields) || fetch === undefined || !host.options.runtimeInternals) {
       return this.#endWith(this.run(headEnd, fields, text));
     }

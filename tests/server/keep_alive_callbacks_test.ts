@@ -1,7 +1,8 @@
 /**
- * The keep-alive path by callbacks (HttpSession#nextRequest): a later
- * request on a persistent connection whose handler answers at once with a
- * response the runtime holds whole is read, answered and written without
+ * The plain-HTTP path by callbacks (HttpSession#nextRequest,
+ * #nextComplete): a request without a body (a connection's first, or a
+ * later one on a persistent connection) whose handler answers at once with
+ * a response the runtime holds whole is read, answered and written without
  * the async path, and everything else is handed to it. Each case is
  * checked byte for byte against the same server with `runtimeInternals`
  * off (which takes the async path for every request), pipelined and one
