@@ -5,7 +5,7 @@
  * request), repeated and summarised by medians.
  *
  *   deno run -A bench/http_bench.ts [--runs 3] [--duration 5] [--warmup 1]
- *     [--connections 50] [--targets deno,deno-static,tsunagu,cli]
+ *     [--connections 50] [--targets deno,deno-static,tsunagu,cli,limit]
  *     [--modes keep-alive,close] [--paths small,file.bin] [--raw DIR]
  *     [--wait-quiet S] [--max-foreign PCT] [--retries N] [--nice N]
  *
@@ -15,6 +15,9 @@
  * - `tsunagu`      tsunagu `serve()` with the same `/small` and static handler
  * - `cli`          `tsunagu serve --static DIR --health /small -q` (the small
  *                  response is the health check's `ok`)
+ * - `limit`        bench/http_limit.ts: the fastest plain-TypeScript keep-alive
+ *                  answer on Deno's public API (a yardstick, not a server:
+ *                  `/small` with keep-alive only)
  *
  * Each run starts every target in turn (the order rotates from run to run),
  * checks that it answers both paths correctly, warms it up, then measures
@@ -44,7 +47,7 @@
 const ROOT = new URL("../", import.meta.url);
 const FILE_SIZE = 64 * 1024;
 
-type Target = "deno" | "deno-static" | "tsunagu" | "cli";
+type Target = "deno" | "deno-static" | "tsunagu" | "cli" | "limit";
 type Mode = "keep-alive" | "close";
 type Path = "/small" | "/file.bin";
 
@@ -86,7 +89,7 @@ function usage(message: string): never {
   console.error(`http_bench: ${message}`);
   console.error(
     "usage: http_bench.ts [--runs N] [--duration S] [--warmup S] [--connections N] " +
-      "[--targets deno,deno-static,tsunagu,cli] [--modes keep-alive,close] " +
+      "[--targets deno,deno-static,tsunagu,cli,limit] [--modes keep-alive,close] " +
       "[--paths small,file.bin] [--raw DIR] " +
       "[--wait-quiet S] [--max-foreign PCT] [--retries N] [--nice N]",
   );
@@ -128,7 +131,9 @@ function parseOptions(args: string[]): Options {
     else if (flag === "--targets") {
       options.targets = value.split(",") as Target[];
       for (const t of options.targets) {
-        if (!["deno", "deno-static", "tsunagu", "cli"].includes(t)) usage(`unknown target ${t}`);
+        if (!["deno", "deno-static", "tsunagu", "cli", "limit"].includes(t)) {
+          usage(`unknown target ${t}`);
+        }
       }
     } else if (flag === "--paths") {
       options.paths = value.split(",").map((p) => p.startsWith("/") ? p : `/${p}`) as Path[];
@@ -172,6 +177,7 @@ function serverCommand(target: Target, port: number, dir: string): string[] {
       "-q",
     ];
   }
+  if (target === "limit") return [deno, "run", "-A", "bench/http_limit.ts", String(port)];
   return [deno, "run", "-A", "bench/http_server.ts", target, String(port), dir];
 }
 
@@ -391,7 +397,9 @@ async function main(): Promise<void> {
         }).spawn();
         try {
           await waitListening(port, child);
-          for (const path of ["/small", "/file.bin"] as Path[]) {
+          // The yardstick answers /small, and only with keep-alive.
+          const limit = target === "limit";
+          for (const path of (limit ? ["/small"] : ["/small", "/file.bin"]) as Path[]) {
             const [status, length] = await check(port, path);
             const want = path === "/small" ? length > 0 : length === FILE_SIZE;
             if (status !== 200 || !want) {
@@ -400,6 +408,7 @@ async function main(): Promise<void> {
           }
           for (const path of options.paths) {
             for (const mode of options.modes) {
+              if (limit && (path !== "/small" || mode !== "keep-alive")) continue;
               // Of the attempts, the one other processes disturbed least is kept.
               let sample: Sample | undefined;
               let text = "";
@@ -517,6 +526,11 @@ async function report(options: Options, samples: Sample[]): Promise<string> {
               `${cpuRatio.toFixed(2)}× (deno's CPU per request / ${target}'s)`,
           );
         }
+      }
+      const limit = medians.get(`limit ${path} ${mode}`);
+      const tsunagu = medians.get(`tsunagu ${path} ${mode}`);
+      if (limit !== undefined && tsunagu !== undefined) {
+        ratios.push(`tsunagu/limit ${path} ${mode}: ${(tsunagu / limit).toFixed(2)}× req/s`);
       }
       const staticBase = medians.get(`deno-static ${path} ${mode}`);
       const ours = medians.get(`tsunagu ${path} ${mode}`);
