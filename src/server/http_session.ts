@@ -593,6 +593,11 @@ export class HttpSession<T> implements BodyHost {
   #ended(connection: Connection<T> | null): void {
     if (this.#reported) return;
     this.#reported = true;
+    // A stop() waiting for the response in progress is over only now: not
+    // when a run() ends, since one that hands the connection to the
+    // callbacks may have started answering a pipelined request (whose
+    // handler may be the one that stopped the server).
+    this.#stopped?.();
     this.#host.sessionEnded(this, connection);
   }
 
@@ -757,8 +762,6 @@ export class HttpSession<T> implements BodyHost {
         else await this.#reject({ status: 500, message: "internal server error" });
       }
       return null;
-    } finally {
-      this.#stopped?.();
     }
   }
 
