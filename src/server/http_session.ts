@@ -579,6 +579,13 @@ export class HttpSession<T> implements BodyHost {
    * (run()).
    */
   #nextRequest(): void {
+    if (this.#stopping || this.#host.stopping) {
+      // stop() came while the last response was finishing (a handler's
+      // `completed` reaction runs then): the session was still answering,
+      // so it was asked to end after the response, which is now. Idle, it
+      // would otherwise wait for a next request until shutdown's timeout.
+      return this.#closed();
+    }
     this.#phase = IDLE;
     this.#headDeadline = Date.now() + this.#host.options.keepAliveTimeout;
     this.#scanned = 0;

@@ -42,3 +42,32 @@ for (const runtimeInternals of [true, false]) {
     }
   });
 }
+
+for (const runtimeInternals of [true, false]) {
+  Deno.test(`keep-alive review (runtimeInternals ${runtimeInternals}): shutdown as a response completes closes the idle connection at once`, async () => {
+    let stopped: Promise<void> | null = null;
+    const h = startServer({ runtimeInternals, keepAliveTimeout: 60_000 }, {
+      fetch(request, info) {
+        const path = new URL(request.url).pathname;
+        // Run as the response is complete: the session is still answering,
+        // about to wait for the next request.
+        if (path === "/stop") info.completed.then(() => stopped = info.server.shutdown());
+        return new Response(path);
+      },
+    });
+    try {
+      using raw = await RawClient.connect(h.port);
+      for (const path of ["/1", "/2", "/stop"]) {
+        await raw.write(get(path));
+        assert.equal((await raw.readResponse()).text, path);
+      }
+      const started = Date.now();
+      assert.equal(await raw.expectEnd(), "eof");
+      await withTimeout(stopped!, 5_000, "shutdown");
+      const took = Date.now() - started;
+      assert.ok(took < 1_000, `an idle connection is closed at once, not after ${took} ms`);
+    } finally {
+      await h.server.shutdown();
+    }
+  });
+}
