@@ -20,6 +20,7 @@ import {
   encodeRejection,
   encodeResponseHead,
   encodeSwitchingProtocols,
+  findHeadEnd,
   findStrictHeadEnd,
   type HandshakeRejection,
   headerValues,
@@ -1471,9 +1472,10 @@ export class HttpSession<T> implements BodyHost {
    * handler or a streamed response is still running (an idle
    * server-sent-events stream would otherwise outlive its client until its
    * next write). What arrives is kept: it is the next request (pipelining).
-   * The watch stops once a whole head is waiting (or a bare LF, which
-   * refuses it, or the buffer holds maxHeaderBytes), so no read is pending when that request is answered
-   * or upgraded.
+   * The watch stops once a whole head is waiting (or the buffer holds
+   * maxHeaderBytes), so no read is pending when that request is answered
+   * or upgraded. A bare LF does not stop it: the next head will be refused,
+   * but the client leaving during this request must still abort its signal.
    */
   #watchPeer(): void {
     if (this.#watching) return;
@@ -1490,7 +1492,7 @@ export class HttpSession<T> implements BodyHost {
     const reader = this.reader;
     if (
       !this.#watching || this.#done || reader.filled >= this.#host.options.maxHeaderBytes ||
-      findStrictHeadEnd(reader.buffer, 0, reader.filled) !== -1
+      findHeadEnd(reader.buffer, 0, reader.filled) >= 0
     ) {
       this.#watching = false;
       return;

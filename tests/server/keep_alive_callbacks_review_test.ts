@@ -71,3 +71,31 @@ for (const runtimeInternals of [true, false]) {
     }
   });
 }
+
+for (const runtimeInternals of [true, false]) {
+  Deno.test(`keep-alive review (runtimeInternals ${runtimeInternals}): request.signal aborts when a client leaves after pipelining a bare LF`, async () => {
+    let aborted: Promise<void> | null = null;
+    const h = startServer({ runtimeInternals }, {
+      fetch(request) {
+        if (new URL(request.url).pathname !== "/wait") return new Response("x");
+        aborted = new Promise((resolve) =>
+          request.signal.addEventListener("abort", () => resolve())
+        );
+        return new Promise<Response>(() => {}); // never answers
+      },
+    });
+    try {
+      const raw = await RawClient.connect(h.port);
+      await raw.write(get("/first"));
+      await raw.readResponse();
+      // What follows the request is no valid head (a bare LF), but the
+      // client leaving must still be noticed while the handler runs.
+      await raw.write(get("/wait") + "GET /next HTTP/1.1\n");
+      await delay(100);
+      raw.close();
+      await withTimeout(aborted!, 3_000, "the request's signal");
+    } finally {
+      await h.server.shutdown({ timeout: 200 });
+    }
+  });
+}
