@@ -20,6 +20,7 @@ import {
   encodeRejection,
   encodeResponseHead,
   encodeSwitchingProtocols,
+  findHeadEnd,
   findStrictHeadEnd,
   type HandshakeRejection,
   headerValues,
@@ -589,6 +590,13 @@ export class HttpSession<T> implements BodyHost {
    * (run()).
    */
   #nextRequest(): void {
+    if (this.#stopping || this.#host.stopping) {
+      // stop() came while the last response was finishing (a handler's
+      // `completed` reaction runs then): the session was still answering,
+      // so it was asked to end after the response, which is now. Idle, it
+      // would otherwise wait for a next request until shutdown's timeout.
+      return this.#closed();
+    }
     this.#phase = IDLE;
     this.#headDeadline = Date.now() + this.#host.options.keepAliveTimeout;
     this.#scanned = 0;
@@ -603,6 +611,11 @@ export class HttpSession<T> implements BodyHost {
   #ended(connection: Connection<T> | null): void {
     if (this.#reported) return;
     this.#reported = true;
+    // A stop() waiting for the response in progress is over only now: not
+    // when a run() ends, since one that hands the connection to the
+    // callbacks may have started answering a pipelined request (whose
+    // handler may be the one that stopped the server).
+    this.#stopped?.();
     this.#host.sessionEnded(this, connection);
   }
 
@@ -772,8 +785,6 @@ export class HttpSession<T> implements BodyHost {
         else await this.#reject({ status: 500, message: "internal server error" });
       }
       return null;
-    } finally {
-      this.#stopped?.();
     }
   }
 
@@ -1476,9 +1487,10 @@ export class HttpSession<T> implements BodyHost {
    * handler or a streamed response is still running (an idle
    * server-sent-events stream would otherwise outlive its client until its
    * next write). What arrives is kept: it is the next request (pipelining).
-   * The watch stops once a whole head is waiting (or a bare LF, which
-   * refuses it, or the buffer holds maxHeaderBytes), so no read is pending when that request is answered
-   * or upgraded.
+   * The watch stops once a whole head is waiting (or the buffer holds
+   * maxHeaderBytes), so no read is pending when that request is answered
+   * or upgraded. A bare LF does not stop it: the next head will be refused,
+   * but the client leaving during this request must still abort its signal.
    */
   #watchPeer(): void {
     if (this.#watching) return;
@@ -1495,7 +1507,7 @@ export class HttpSession<T> implements BodyHost {
     const reader = this.reader;
     if (
       !this.#watching || this.#done || reader.filled >= this.#host.options.maxHeaderBytes ||
-      findStrictHeadEnd(reader.buffer, 0, reader.filled) !== -1
+      findHeadEnd(reader.buffer, 0, reader.filled) >= 0
     ) {
       this.#watching = false;
       return;
