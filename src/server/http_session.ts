@@ -631,6 +631,7 @@ export class HttpSession<T> implements BodyHost {
     }
   }
 
+  /** #nextHead's work: answers a head in the buffer, or posts the read for one. */
   #nextStep(): void {
     if (this.#done) return this.#closed();
     const reader = this.reader;
