@@ -156,6 +156,36 @@ function mutate(text: string, random: () => number): string {
   }
 }
 
+Deno.test("scanRequestHead + headOf parse random edits of heads as the reference parser did", () => {
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const bases = [
+    VALID,
+    "GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "POST /x HTTP/1.0\r\nA: b\r\nContent-Length: 3\r\n\r\n",
+  ];
+  const outcomes = new Set<string>();
+  for (let i = 0; i < 30_000; i++) {
+    let text = bases[i % bases.length];
+    const edits = 1 + Math.floor(random() * 3);
+    for (let e = 0; e < edits; e++) text = mutate(text, random);
+    const parsed = parseRequestText(text);
+    assert.deepEqual(parsed, referenceParse(text), JSON.stringify(text));
+    outcomes.add(isRejection(parsed) ? parsed.message : "head");
+  }
+  // Every kind of outcome was reached, not only the valid heads.
+  for (
+    const outcome of [
+      "head",
+      "incomplete request head",
+      "malformed request line",
+      "malformed header line",
+      "malformed header name",
+      "invalid header value",
+    ]
+  ) assert.ok(outcomes.has(outcome), outcome);
+});
+
 Deno.test("upgradeOf accepts exactly what the general path accepts, with the same values", () => {
   let seed = 12;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
