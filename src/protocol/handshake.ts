@@ -369,9 +369,11 @@ function badHeaderLine(text: string, lineStart: number): HandshakeRejection {
 /** The {@linkcode RequestHead} of a scanned head: strings and arrays, made now. */
 export function headOf(fields: HeadFields): RequestHead {
   const { text, at, count } = fields;
-  const headers: [string, string][] = [];
-  for (let o = 0; o < 4 * count; o += 4) {
-    headers.push([text.slice(at[o], at[o + 1]).toLowerCase(), text.slice(at[o + 2], at[o + 3])]);
+  // Made at its size: an empty array grown by push allocates room for 17
+  // fields at the first (most requests have fewer).
+  const headers = new Array<[string, string]>(count);
+  for (let i = 0, o = 0; i < count; i++, o += 4) {
+    headers[i] = [text.slice(at[o], at[o + 1]).toLowerCase(), text.slice(at[o + 2], at[o + 3])];
   }
   return {
     method: text.slice(0, fields.methodEnd),
@@ -526,7 +528,11 @@ export function headerValues(head: RequestHead, name: string): string[] {
   let values: string[] | null = null;
   for (let i = 0; i < headers.length; i++) {
     const field = headers[i];
-    if (field[0] === name) (values ??= []).push(field[1]);
+    if (field[0] !== name) continue;
+    // An array of one made whole (the usual case: Host), not an empty one
+    // grown by push, which allocates room for 17.
+    if (values === null) values = [field[1]];
+    else values.push(field[1]);
   }
   return values ?? NONE;
 }
