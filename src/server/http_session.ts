@@ -752,6 +752,11 @@ export class HttpSession<T> implements BodyHost {
 
   /** The response written by #nextComplete is out (or cut). */
   #sentNext(outcome: WriteOutcome): void {
+    // A write cut short: the client left before the response was complete,
+    // which its request.signal must tell. No watch read was out to notice
+    // it (see #nextComplete), so the failed write is how it is learnt: the
+    // session is dropped now, while the request is still the one answered.
+    if (outcome === "cut") this.abort();
     // As #serveHttp: the response is complete, the signal stays as it is.
     this.#answering = null;
     const info = this.#info!;
