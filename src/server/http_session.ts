@@ -708,9 +708,7 @@ export class HttpSession<T> implements BodyHost {
     // without a body.
     reader.consume(headEnd);
     this.#address = address;
-    this.#phase = ANSWERING;
-    this.#headDeadline = Infinity;
-    this.#requests++;
+    this.#beginAnswer();
     this.#body = null;
     this.#continueOwed = false;
     this.#interim = null;
@@ -748,6 +746,13 @@ export class HttpSession<T> implements BodyHost {
       head,
       this.#nextSent ??= (outcome) => this.#sentNext(outcome),
     );
+  }
+
+  /** A plain request's head is read: it is answered from now on (no head deadline). */
+  #beginAnswer(): void {
+    this.#phase = ANSWERING;
+    this.#headDeadline = Infinity;
+    this.#requests++;
   }
 
   /** The response written by #nextComplete is out (or cut). */
@@ -888,9 +893,7 @@ export class HttpSession<T> implements BodyHost {
     }
     this.#address = address;
     if (!isUpgradeRequest(head)) {
-      this.#phase = ANSWERING;
-      this.#headDeadline = Infinity;
-      this.#requests++;
+      this.#beginAnswer();
       return await this.#serveHttp(head) || null;
     }
     // The Host was checked by requestAddress, HTTP/1.1 requiring exactly one.

@@ -216,7 +216,7 @@ function encodeText(text: string): Uint8Array {
 }
 
 // A static response's text body up to this long is compared with the
-// last one's, and its bytes kept when the same (see ResponseWriter#repeated).
+// last one's, and its bytes kept when the same (see ResponseWriter#textBytes).
 const REPEATED_BODY_CHARS = 1024;
 /** The last static text response: what made its bytes, and them once repeated. */
 const repeated = {
@@ -501,8 +501,7 @@ export class ResponseWriter {
     const body = response.body;
     this.#tail = null;
     if (typeof body === "string" && body.length <= REPEATED_BODY_CHARS) {
-      const whole = this.#repeated(body, contentType, request);
-      if (whole !== null) return whole;
+      return this.#textBytes(body, contentType, request);
     }
     this.#lines = (contentType === null ? "" : "content-type: " + contentType + "\r\n") +
       "date: " + httpDate() + "\r\n";
@@ -512,14 +511,13 @@ export class ResponseWriter {
   }
 
   /**
-   * The bytes of a static response with a text body that is the same as
+   * The bytes of a static response with a short text body. One the same as
    * the last one's (a health check, a fixed page or message: the same
-   * string, type, Date second and Connection field give the same bytes),
-   * kept from the last time: no head to build and encode, no body to
+   * string, type, Date second and Connection field give the same bytes) is
+   * kept from the time before: no head to build and encode, no body to
    * encode and copy (~1 µs of a ~20 µs keep-alive response, profiled).
-   * Null when it is not the same: the caller encodes it.
    */
-  #repeated(body: string, contentType: string | null, request: AnsweredRequest): Uint8Array | null {
+  #textBytes(body: string, contentType: string | null, request: AnsweredRequest): Uint8Array {
     this.#started = true;
     this.#appCloses = false;
     const keep = this.#keep = this.#persist();
@@ -527,41 +525,38 @@ export class ResponseWriter {
     const noBody = request.method === "HEAD";
     const date = httpDate();
     const last = repeated;
-    if (
-      last.body === body && last.contentType === contentType && last.date === date &&
-      last.connection === connection && last.noBody === noBody
-    ) {
-      if (last.bytes !== null) return last.bytes;
-      // The second time running: worth keeping. A body that changes with
-      // every response (a counter, a timestamp) never gets here and costs
-      // one comparison. The bytes are made once, in an array of their own:
-      // write ops of other responses may hold them at the same time.
-      this.#lines = (contentType === null ? "" : "content-type: " + contentType + "\r\n") +
-        "date: " + date + "\r\n";
-      const text = encodeText(body);
-      const pooled = encodeHead(
-        200,
-        this.#lines,
-        text.length,
-        connection,
-        noBody ? null : [text],
-        noBody ? 0 : text.length,
-      );
-      // Shorter than a pooled buffer, so release() never takes it into
-      // the pool (other writes may still hold it); a longer one is sent
-      // as made and not kept.
-      if (pooled.length >= POOLED_BYTES) return pooled;
-      last.bytes = pooled.slice();
-      release(pooled);
-      return last.bytes;
+    const same = last.body === body && last.contentType === contentType && last.date === date &&
+      last.connection === connection && last.noBody === noBody;
+    if (same && last.bytes !== null) return last.bytes;
+    if (!same) {
+      last.body = body;
+      last.contentType = contentType;
+      last.date = date;
+      last.connection = connection;
+      last.noBody = noBody;
+      last.bytes = null;
     }
-    last.body = body;
-    last.contentType = contentType;
-    last.date = date;
-    last.connection = connection;
-    last.noBody = noBody;
-    last.bytes = null;
-    return null;
+    // HEAD announces the length GET would send (RFC 9110 §9.3.2).
+    this.#lines = (contentType === null ? "" : "content-type: " + contentType + "\r\n") +
+      "date: " + date + "\r\n";
+    const text = encodeText(body);
+    const whole = encodeHead(
+      200,
+      this.#lines,
+      text.length,
+      connection,
+      noBody ? null : [text],
+      noBody ? 0 : text.length,
+    );
+    // Kept the second time running: a body that changes with every
+    // response (a counter, a timestamp) costs one comparison, no copy. The
+    // kept bytes have an array of their own, shorter than a pooled buffer,
+    // so release() never takes it into the pool while other writes hold
+    // it; a longer response is sent as made and not kept.
+    if (!same || whole.length >= POOLED_BYTES) return whole;
+    last.bytes = whole.slice();
+    release(whole);
+    return last.bytes;
   }
 
   /** Set by {@linkcode #complete}: a body to write after the head, from where it lies. */

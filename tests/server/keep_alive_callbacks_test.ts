@@ -19,11 +19,23 @@ import type { Handlers } from "../../mod.ts";
 
 const BIG = "x".repeat(40_000);
 
+// Per server (the on and off servers each count their own, in step).
+const counts = new Map<unknown, number>();
+
 /** A handler that answers at once for most paths, as the callback path wants. */
 const handlers: Handlers<undefined> = {
-  fetch(request) {
+  fetch(request, info) {
     const path = new URL(request.url).pathname;
     switch (path) {
+      case "/long":
+        // Repeated, but too long (2,000 bytes of body) for its bytes to be kept.
+        return new Response("é".repeat(1000));
+      case "/count": {
+        // A body that changes with every response: never kept.
+        const count = (counts.get(info.server) ?? 0) + 1;
+        counts.set(info.server, count);
+        return new Response(`count ${count}`);
+      }
       case "/text":
         return new Response("hello");
       case "/json":
@@ -71,6 +83,12 @@ const SEQUENCE: { request: string; method?: string }[] = [
   { request: get("/text", "Expect: 100-continue\r\n") },
   { request: "OPTIONS /opt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" },
   { request: get("/a%2e%2e/b?q=1") },
+  { request: get("/long") },
+  { request: get("/long") },
+  { request: get("/long") },
+  { request: get("/count") },
+  { request: get("/count") },
+  { request: get("/count") },
   { request: get("/text") },
   { request: get("/text", "Connection: close\r\n") },
 ];
@@ -116,6 +134,13 @@ Deno.test("keep-alive by callbacks: one request at a time, the same answers with
     assert.equal(answers[0][1], answers[0][0], "a repeated response is the same response");
     assert.match(answers[0][3], /content-length,5/);
     assert.match(answers[0][4], /connection,keep-alive/);
+    // The long body, each time whole; the changing one, each time its own.
+    const long = SEQUENCE.findIndex((step) => step.request.startsWith("GET /long "));
+    for (let i = long; i < long + 3; i++) assert.ok(answers[0][i].endsWith("é".repeat(1000)));
+    assert.deepEqual(
+      answers[0].slice(long + 3, long + 6).map((answer) => answer.slice(-7)),
+      ["count 1", "count 2", "count 3"],
+    );
   } finally {
     for (const h of servers) await h.server.shutdown();
   }
