@@ -111,6 +111,7 @@ export function readerOptions(options: ResolvedOptions): ByteReaderOptions {
     // The head's buffer is replaced at the upgrade (settle) or at the
     // second read (a connection that lives on): see sharedInitial.
     sharedInitial: true,
+    runtimeInternals: options.runtimeInternals,
   };
 }
 
