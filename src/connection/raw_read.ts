@@ -84,8 +84,9 @@ export function rawReadId(conn: Deno.Conn): number | null {
 }
 
 /**
- * Reads into `buffer` (not empty) through the runtime's op: resolves with
- * the bytes read, 0 at the end of the stream; rejects as `conn.read` would
+ * Reads into `buffer` through the runtime's op: resolves with the bytes
+ * read, 0 at the end of the stream (and at once for an empty buffer, as
+ * `conn.read` does); rejects as `conn.read` would
  * (a reset, or a connection closed meanwhile). Only for an id from
  * {@linkcode rawReadId}.
  *
@@ -103,5 +104,8 @@ export function rawReadId(conn: Deno.Conn): number | null {
  * ```
  */
 export function readOp(rid: number, buffer: Uint8Array): Promise<number> {
+  // As conn.read: an empty buffer is answered at once (the op would wait
+  // for data, then report 0, which callers take for the end).
+  if (buffer.length === 0) return Promise.resolve(0);
   return core!.read(rid, buffer);
 }

@@ -126,3 +126,23 @@ Deno.test("raw read: a TLS connection keeps conn.read", async () => {
     listener.close();
   }
 });
+
+Deno.test("raw read: an empty buffer is answered at once with 0, as conn.read does", async () => {
+  for (const internals of [true, false]) {
+    const { listener, client, conn } = await pair();
+    try {
+      const reader = new ByteReader(conn, options(internals));
+      // Nothing is sent: a read that waited for data would never settle.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<string>((resolve) => timer = setTimeout(resolve, 500, "pending"));
+      const got = await Promise.race([reader.readInto(new Uint8Array(0)), late]);
+      clearTimeout(timer);
+      if (got === "pending") await client.write(new Uint8Array([1])); // lets the op end
+      assert.equal(got, 0, `runtimeInternals ${internals}`);
+    } finally {
+      client.close();
+      conn.close();
+      listener.close();
+    }
+  }
+});
