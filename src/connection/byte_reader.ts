@@ -4,7 +4,7 @@
  * @module
  */
 
-import { rawReadId, readOp } from "./raw_read.ts";
+import { rawId, readOp } from "./raw_io.ts";
 
 /**
  * How bytes are read from the socket.
@@ -51,7 +51,7 @@ export interface ByteReaderOptions {
   /**
    * Read a plain TCP connection through the runtime's read op rather than
    * the `conn.read` wrapper, where the runtime is a tested version
-   * (`"read"` mode only; see raw_read.ts). Default false.
+   * (`"read"` mode only; see raw_io.ts). Default false.
    */
   runtimeInternals?: boolean;
 }
@@ -101,7 +101,7 @@ export class ByteReader {
   #ceiling: number;
   #space = 0;
   // The resource id for the runtime's read op, or null: conn.read (see
-  // raw_read.ts; ~600 bytes and a microtask less per read).
+  // raw_io.ts; ~600 bytes and a microtask less per read).
   #rid: number | null;
 
   // Whether `buffer` is a view into a shared slab (see sharedInitial), and
@@ -118,9 +118,16 @@ export class ByteReader {
       : new Uint8Array(options.initialSize);
     this.#floor = options.initialSize;
     this.#ceiling = options.maxSize;
-    this.#rid = options.runtimeInternals === true && options.mode === "read"
-      ? rawReadId(conn)
-      : null;
+    this.#rid = options.runtimeInternals === true && options.mode === "read" ? rawId(conn) : null;
+  }
+
+  /**
+   * The connection's resource id for the runtime's ops when this reader
+   * uses them (see raw_io.ts), else null: the connection's writers use the
+   * same path for their writes.
+   */
+  get rid(): number | null {
+    return this.#rid;
   }
 
   /**

@@ -604,7 +604,7 @@ export class Connection<T> implements MessageHandler, FrameHandler, SocketTransp
 
   #makeWriter(): FrameWriter {
     // The writer reports failure to this.writeFailed: no closure per connection.
-    const writer = this.#writer = new FrameWriter(this.#conn, this);
+    const writer = this.#writer = new FrameWriter(this.#conn, this, this.#reader.rid);
     // A connection that ended before it ever wrote has an aborted writer, as
     // one made at the start would be by now: it writes nothing.
     if (this.#finished) writer.abort();

@@ -17,6 +17,7 @@ import {
   writeFrameHeader,
 } from "../protocol/frame.ts";
 import { freeBuffer, giveBuffer, joinPool, leavePool, takeBuffer } from "./buffer_pool.ts";
+import { writeOp } from "./raw_io.ts";
 
 // Frames are joined into one write up to this size; larger ones go alone.
 const JOIN_LIMIT = 256 * 1024;
@@ -71,6 +72,8 @@ export interface WriteErrorHandler {
  */
 export class FrameWriter {
   #conn: Deno.Conn;
+  // The id for the runtime's write op, or null: conn.write (raw_io.ts).
+  #rid: number | null;
   #onError: WriteErrorHandler;
   // Closed chunks waiting to be written, oldest first.
   #queue: Uint8Array[] = [];
@@ -108,9 +111,14 @@ export class FrameWriter {
   // once it settles.
   #orphans: Uint8Array[] | null = null;
 
-  constructor(conn: Deno.Conn, onError: WriteErrorHandler) {
+  /**
+   * `rid`: the connection's id for the runtime's write op, when its reader
+   * uses the runtime's ops (see raw_io.ts), else null (conn.write).
+   */
+  constructor(conn: Deno.Conn, onError: WriteErrorHandler, rid: number | null = null) {
     this.#conn = conn;
     this.#onError = onError;
+    this.#rid = rid;
   }
 
   /** Bytes accepted and not yet written to the socket. */
@@ -313,7 +321,8 @@ export class FrameWriter {
     this.#inFlightOffset = offset;
     let pending: Promise<number>;
     try {
-      pending = this.#conn.write(offset === 0 ? chunk : chunk.subarray(offset));
+      const bytes = offset === 0 ? chunk : chunk.subarray(offset);
+      pending = this.#rid === null ? this.#conn.write(bytes) : writeOp(this.#rid, bytes);
     } catch (error) {
       this.#fail(error);
       return;

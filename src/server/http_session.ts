@@ -46,6 +46,7 @@ import {
   requestKeepsAlive,
 } from "../protocol/http1_request.ts";
 import { checkNonNegative } from "../connection/options.ts";
+import { writeOp } from "../connection/raw_io.ts";
 import { type BodyHost, RequestBody } from "./request_body.ts";
 import { httpDate } from "./http_date.ts";
 import {
@@ -524,7 +525,9 @@ export class HttpSession<T> implements BodyHost {
     const reply = this.#reply!;
     let written: Promise<number>;
     try {
-      written = this.#conn.write(this.#replied === 0 ? reply : reply.subarray(this.#replied));
+      const bytes = this.#replied === 0 ? reply : reply.subarray(this.#replied);
+      const rid = this.reader.rid;
+      written = rid === null ? this.#conn.write(bytes) : writeOp(rid, bytes);
     } catch (error) {
       return this.#replyWritten(error);
     }
@@ -1489,6 +1492,9 @@ export class HttpSession<T> implements BodyHost {
         const stall = this.#host.options.idleTimeout;
         this.#writeDeadline = writing && stall > 0 ? Date.now() + stall : Infinity;
       },
+      undefined,
+      null,
+      this.reader.rid,
     )).reuse(
       persist ? this.#mayPersist ??= () => this.#persists() : never,
       // A 100 Continue may start while the response is being prepared

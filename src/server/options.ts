@@ -87,9 +87,9 @@ export interface ServeOptions extends ConnectionOptions {
    * public path is taken, as it is with `false`. Handlers see a real
    * `Request` either way; with this on, `request.signal` aborts with the
    * runtime's own reason ("The request has been cancelled.") as under
-   * `Deno.serve`. It also reads plain TCP connections (HTTP and
-   * WebSocket) through the runtime's read op rather than the `conn.read`
-   * wrapper (src/connection/raw_read.ts). Default `true`.
+   * `Deno.serve`. It also reads and writes plain TCP connections (HTTP
+   * and WebSocket) through the runtime's ops rather than the `conn.read`
+   * and `conn.write` wrappers (src/connection/raw_io.ts). Default `true`.
    */
   runtimeInternals?: boolean;
   /**

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { writeOp } from "../connection/raw_io.ts";
 import { reasonPhrase } from "../protocol/handshake.ts";
 import type { StaticResponse } from "./fetch_internals.ts";
 import { httpDate } from "./http_date.ts";
@@ -248,6 +249,8 @@ function checkedPiece(piece: unknown): Uint8Array {
  */
 export class ResponseWriter {
   #conn: Deno.Conn;
+  // The id for the runtime's write op, or null: conn.write (raw_io.ts).
+  #rid: number | null;
   #watch: WriteWatcher;
   #body: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #aborted = false;
@@ -279,18 +282,27 @@ export class ResponseWriter {
    * `persist` is asked, when the head is written, whether the connection
    * may stay open after this response (the client asked for it and the
    * server has no reason to close); `prelude`, if given, is awaited before
-   * the first byte is written (a `100 Continue` still being sent).
+   * the first byte is written (a `100 Continue` still being sent); `rid`,
+   * the connection's id for the runtime's write op when its reader uses
+   * the runtime's ops (see raw_io.ts), else null (conn.write).
    */
   constructor(
     conn: Deno.Conn,
     watch: WriteWatcher = () => {},
     persist: () => boolean = () => false,
     prelude: (() => Promise<void> | undefined) | null = null,
+    rid: number | null = null,
   ) {
     this.#conn = conn;
+    this.#rid = rid;
     this.#watch = watch;
     this.#persist = persist;
     this.#prelude = prelude;
+  }
+
+  /** One write of `bytes` (or their start): the runtime's op where it is used. */
+  #write(bytes: Uint8Array): Promise<number> {
+    return this.#rid === null ? this.#conn.write(bytes) : writeOp(this.#rid, bytes);
   }
 
   /**
@@ -452,7 +464,7 @@ export class ResponseWriter {
     this.#watch(true);
     let written: Promise<number>;
     try {
-      written = this.#conn.write(whole);
+      written = this.#write(whole);
     } catch {
       this.#watch(false);
       release(whole);
@@ -601,7 +613,7 @@ export class ResponseWriter {
         this.#watch(true);
         let written: number;
         try {
-          written = await this.#conn.write(whole);
+          written = await this.#write(whole);
         } finally {
           this.#watch(false);
         }
@@ -701,7 +713,7 @@ export class ResponseWriter {
         if (this.#aborted) throw new Error("response aborted");
         // Each write that makes progress earns a fresh deadline.
         this.#watch(true);
-        offset += await this.#conn.write(bytes.subarray(offset));
+        offset += await this.#write(bytes.subarray(offset));
       }
     } finally {
       this.#watch(false);

@@ -1,10 +1,11 @@
-// Reads through the runtime's read op (src/connection/raw_read.ts): the
-// same bytes, the same end and the same failures as conn.read, and never
-// used where it was not checked (TLS, another runtime version).
+// Reads and writes through the runtime's ops (src/connection/raw_io.ts):
+// the same bytes, the same end and the same failures as conn.read and
+// conn.write, and never used where it was not checked (TLS, another
+// runtime version).
 
 import assert from "node:assert/strict";
 import { ByteReader, type ByteReaderOptions } from "../../src/connection/byte_reader.ts";
-import { rawReadId } from "../../src/connection/raw_read.ts";
+import { rawId, writeOp } from "../../src/connection/raw_io.ts";
 import { concat } from "../helpers/frames.ts";
 
 const TESTED = /^2\.9\./.test(Deno.version.deno);
@@ -37,7 +38,7 @@ async function readAll(reader: ByteReader): Promise<Uint8Array> {
 Deno.test("raw read: a plain TCP connection is read through the op on a tested runtime", async () => {
   const { listener, client, conn } = await pair();
   try {
-    const rid = rawReadId(conn);
+    const rid = rawId(conn);
     if (TESTED) assert.ok(Number.isInteger(rid) && rid! >= 0, `rid ${rid}`);
     else assert.equal(rid, null, "an untested runtime keeps conn.read");
   } finally {
@@ -119,7 +120,7 @@ Deno.test("raw read: a TLS connection keeps conn.read", async () => {
   const conn = await listener.accept();
   const client = await connecting;
   try {
-    assert.equal(rawReadId(conn), null);
+    assert.equal(rawId(conn), null);
   } finally {
     client.close();
     conn.close();
@@ -144,5 +145,40 @@ Deno.test("raw read: an empty buffer is answered at once with 0, as conn.read do
       conn.close();
       listener.close();
     }
+  }
+});
+
+Deno.test("raw write: the bytes written arrive whole and in order, and a write after close rejects", async () => {
+  const { listener, client, conn } = await pair();
+  try {
+    const rid = rawId(conn);
+    if (rid === null) return; // an untested runtime: nothing goes through the op
+    // 1 MiB in pieces of odd sizes; a write may take only part of a piece.
+    const sent = new Uint8Array(1 << 20).map((_, i) => (i * 13 + 5) & 0xff);
+    const reading = (async () => {
+      const got = new Uint8Array(sent.length);
+      let at = 0;
+      while (at < got.length) {
+        const n = await client.read(got.subarray(at));
+        if (n === null) break;
+        at += n;
+      }
+      return got.subarray(0, at);
+    })();
+    for (let at = 0, step = 1; at < sent.length; step = (step * 5) % 65_521 + 1) {
+      const end = Math.min(sent.length, at + step);
+      at += await writeOp(rid, sent.subarray(at, end));
+    }
+    assert.deepEqual(await reading, sent);
+    conn.close();
+    await assert.rejects(writeOp(rid, new Uint8Array([1])));
+  } finally {
+    client.close();
+    try {
+      conn.close();
+    } catch {
+      // Closed above.
+    }
+    listener.close();
   }
 });
