@@ -17,7 +17,7 @@ import {
   writeFrameHeader,
 } from "../protocol/frame.ts";
 import { freeBuffer, giveBuffer, joinPool, leavePool, takeBuffer } from "./buffer_pool.ts";
-import { writeOp } from "./raw_io.ts";
+import { writeTo } from "./raw_io.ts";
 
 // Frames are joined into one write up to this size; larger ones go alone.
 const JOIN_LIMIT = 256 * 1024;
@@ -322,7 +322,7 @@ export class FrameWriter {
     let pending: Promise<number>;
     try {
       const bytes = offset === 0 ? chunk : chunk.subarray(offset);
-      pending = this.#rid === null ? this.#conn.write(bytes) : writeOp(this.#rid, bytes);
+      pending = writeTo(this.#conn, this.#rid, bytes);
     } catch (error) {
       this.#fail(error);
       return;

@@ -144,3 +144,25 @@ export function readOp(rid: number, buffer: Uint8Array): Promise<number> {
 export function writeOp(rid: number, data: Uint8Array): Promise<number> {
   return core!.write(rid, data);
 }
+
+/**
+ * One write of `bytes` (or their start) to `conn`: through the runtime's
+ * op when `rid` (from {@linkcode rawId}) is given, else `conn.write`. The
+ * one place every writer of a connection chooses, so that none drifts back
+ * to the wrapper.
+ *
+ * @example
+ * ```ts
+ * import { rawId, writeTo } from "./raw_io.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const conn = await listener.accept();
+ * console.log(await writeTo(conn, rawId(conn), new Uint8Array([1, 2]))); // 2
+ * client.close();
+ * conn.close();
+ * listener.close();
+ * ```
+ */
+export function writeTo(conn: Deno.Conn, rid: number | null, bytes: Uint8Array): Promise<number> {
+  return rid === null ? conn.write(bytes) : core!.write(rid, bytes);
+}

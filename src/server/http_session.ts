@@ -46,7 +46,7 @@ import {
   requestKeepsAlive,
 } from "../protocol/http1_request.ts";
 import { checkNonNegative } from "../connection/options.ts";
-import { writeOp } from "../connection/raw_io.ts";
+import { writeTo } from "../connection/raw_io.ts";
 import { type BodyHost, RequestBody } from "./request_body.ts";
 import { httpDate } from "./http_date.ts";
 import {
@@ -135,10 +135,10 @@ const DRAIN_BODY_BYTES = 64 * 1024;
 
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
-/** Writes all of `bytes`; `conn.write` may write only part. */
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes` (a write may take only part), through the op for `rid` (see raw_io.ts). */
+async function writeAll(conn: Deno.Conn, rid: number | null, bytes: Uint8Array): Promise<void> {
   let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+  while (offset < bytes.length) offset += await writeTo(conn, rid, bytes.subarray(offset));
 }
 
 const never = (): boolean => false;
@@ -526,8 +526,7 @@ export class HttpSession<T> implements BodyHost {
     let written: Promise<number>;
     try {
       const bytes = this.#replied === 0 ? reply : reply.subarray(this.#replied);
-      const rid = this.reader.rid;
-      written = rid === null ? this.#conn.write(bytes) : writeOp(rid, bytes);
+      written = writeTo(this.#conn, this.reader.rid, bytes);
     } catch (error) {
       return this.#replyWritten(error);
     }
@@ -1005,7 +1004,7 @@ export class HttpSession<T> implements BodyHost {
     if (this.#done) return;
     try {
       await this.#interim;
-      await writeAll(this.#conn, bytes);
+      await writeAll(this.#conn, this.reader.rid, bytes);
     } catch {
       // The peer left; nothing to tell it.
       return this.abort();
@@ -1178,8 +1177,11 @@ export class HttpSession<T> implements BodyHost {
       try {
         // Inline rather than writeAll(): no async layer around the write.
         const conn = this.#conn;
-        let written = await conn.write(response);
-        while (written < response.length) written += await conn.write(response.subarray(written));
+        const rid = this.reader.rid;
+        let written = await writeTo(conn, rid, response);
+        while (written < response.length) {
+          written += await writeTo(conn, rid, response.subarray(written));
+        }
       } catch {
         // The peer left (or the deadline closed it) before its 101 was
         // written: nothing opened, and nothing for the application to hear.
@@ -1435,7 +1437,7 @@ export class HttpSession<T> implements BodyHost {
       return Promise.resolve();
     }
     this.#continueOwed = false;
-    this.#interim = writeAll(this.#conn, CONTINUE).catch(() => this.abort());
+    this.#interim = writeAll(this.#conn, this.reader.rid, CONTINUE).catch(() => this.abort());
     return this.#interim;
   }
 

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { writeOp } from "../connection/raw_io.ts";
+import { writeTo } from "../connection/raw_io.ts";
 import { reasonPhrase } from "../protocol/handshake.ts";
 import type { StaticResponse } from "./fetch_internals.ts";
 import { httpDate } from "./http_date.ts";
@@ -302,7 +302,7 @@ export class ResponseWriter {
 
   /** One write of `bytes` (or their start): the runtime's op where it is used. */
   #write(bytes: Uint8Array): Promise<number> {
-    return this.#rid === null ? this.#conn.write(bytes) : writeOp(this.#rid, bytes);
+    return writeTo(this.#conn, this.#rid, bytes);
   }
 
   /**
