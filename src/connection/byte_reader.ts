@@ -4,7 +4,7 @@
  * @module
  */
 
-import { rawId, readOp } from "./raw_io.ts";
+import { rawId, readFrom } from "./raw_io.ts";
 
 /**
  * How bytes are read from the socket.
@@ -206,7 +206,7 @@ export class ByteReader {
     // An empty buffer (the usual case: the parser consumes whole reads) is
     // passed as is, so no view is allocated per read.
     const target = this.filled === 0 ? this.buffer : this.buffer.subarray(this.filled);
-    return this.#rid === null ? this.#conn.read(target) : readOp(this.#rid, target);
+    return readFrom(this.#conn, this.#rid, target);
   }
 
   /**
@@ -224,7 +224,7 @@ export class ByteReader {
    * stream.
    */
   readInto(target: Uint8Array): Promise<number | null> {
-    return this.#rid === null ? this.#conn.read(target) : readOp(this.#rid, target);
+    return readFrom(this.#conn, this.#rid, target);
   }
 
   /** Accounts for a read started by {@linkcode readRaw}; returns the bytes read (0 at end). */

@@ -61,20 +61,18 @@ function coreOps(): CoreOps | null {
 }
 
 /**
- * The resource id to pass to {@linkcode readOp} and {@linkcode writeOp}
+ * The resource id to pass to {@linkcode readFrom} and {@linkcode writeTo}
  * for `conn`, or null when its bytes must go through `conn.read` and
  * `conn.write` (see the module notes).
  *
  * @example
  * ```ts
- * import { rawId, readOp } from "./raw_io.ts";
+ * import { rawId } from "./raw_io.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const conn = await listener.accept();
- * await client.write(new Uint8Array([1, 2, 3]));
- * const rid = rawId(conn);
- * const buffer = new Uint8Array(8);
- * console.log(rid === null ? await conn.read(buffer) : await readOp(rid, buffer)); // 3
+ * // A number on Deno 2.9 (plain TCP), null elsewhere.
+ * console.log(rawId(conn));
  * client.close();
  * conn.close();
  * listener.close();
@@ -96,25 +94,32 @@ export function rawId(conn: Deno.Conn): number | null {
 }
 
 /**
- * Reads into `buffer` through the runtime's op: resolves with the bytes
- * read, 0 at the end of the stream (and at once for an empty buffer, as
- * `conn.read` does); rejects as `conn.read` would (a reset, or a
- * connection closed meanwhile). Only for an id from {@linkcode rawId}.
+ * One read into `buffer` from `conn`: through the runtime's op when `rid`
+ * (from {@linkcode rawId}) is given, else `conn.read`. Resolves with the
+ * bytes read; at the end of the stream with 0 through the op, null through
+ * `conn.read` (callers take both for the end); at once with 0 for an empty
+ * buffer either way. Rejects as `conn.read` would (a reset, or a
+ * connection closed meanwhile).
  *
  * @example
  * ```ts
- * import { rawId, readOp } from "./raw_io.ts";
+ * import { rawId, readFrom } from "./raw_io.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const conn = await listener.accept();
+ * await client.write(new Uint8Array([1, 2, 3]));
+ * console.log(await readFrom(conn, rawId(conn), new Uint8Array(8))); // 3
  * client.close();
- * const rid = rawId(conn);
- * if (rid !== null) console.log(await readOp(rid, new Uint8Array(8))); // 0: the end
  * conn.close();
  * listener.close();
  * ```
  */
-export function readOp(rid: number, buffer: Uint8Array): Promise<number> {
+export function readFrom(
+  conn: Deno.Conn,
+  rid: number | null,
+  buffer: Uint8Array,
+): Promise<number | null> {
+  if (rid === null) return conn.read(buffer);
   // As conn.read: an empty buffer is answered at once (the op would wait
   // for data, then report 0, which callers take for the end).
   if (buffer.length === 0) return Promise.resolve(0);
@@ -122,34 +127,12 @@ export function readOp(rid: number, buffer: Uint8Array): Promise<number> {
 }
 
 /**
- * Writes `data` (or its start) through the runtime's op: resolves with the
- * bytes written, which may be fewer than `data.length`; rejects as
- * `conn.write` would (a reset, a broken pipe, a connection closed
- * meanwhile). Only for an id from {@linkcode rawId}.
- *
- * @example
- * ```ts
- * import { rawId, writeOp } from "./raw_io.ts";
- * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
- * const conn = await listener.accept();
- * const rid = rawId(conn);
- * const data = new Uint8Array([1, 2, 3]);
- * console.log(rid === null ? await conn.write(data) : await writeOp(rid, data)); // 3
- * client.close();
- * conn.close();
- * listener.close();
- * ```
- */
-export function writeOp(rid: number, data: Uint8Array): Promise<number> {
-  return core!.write(rid, data);
-}
-
-/**
  * One write of `bytes` (or their start) to `conn`: through the runtime's
  * op when `rid` (from {@linkcode rawId}) is given, else `conn.write`. The
  * one place every writer of a connection chooses, so that none drifts back
- * to the wrapper.
+ * to the wrapper. Resolves with the bytes written, which may be fewer than
+ * `bytes.length`; rejects as `conn.write` would (a reset, a broken pipe, a
+ * connection closed meanwhile).
  *
  * @example
  * ```ts
