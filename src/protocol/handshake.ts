@@ -630,7 +630,7 @@ function fieldId(text: string, start: number, end: number): number {
 }
 
 /** Whether `text` at `start` spells `lower` (lower case ASCII), in any case. */
-function nameIs(text: string, start: number, lower: string): boolean {
+export function nameIs(text: string, start: number, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) {
     let c = text.charCodeAt(start + i);
     if (c >= 0x41 && c <= 0x5a) c |= 0x20;
@@ -650,7 +650,7 @@ function isTrimmed(code: number): boolean {
  * the general path ({@linkcode hasToken}) and {@linkcode upgradeOf} read
  * `Upgrade` and `Connection`.
  */
-function listHas(text: string, start: number, end: number, token: string): boolean {
+export function listHas(text: string, start: number, end: number, token: string): boolean {
   let from = start;
   while (from <= end) {
     let to = text.indexOf(",", from);

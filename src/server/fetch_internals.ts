@@ -33,6 +33,8 @@
  * @module
  */
 
+import { headOf, isRejection, scanRequestHead } from "../protocol/handshake.ts";
+
 /** Deno versions whose fetch internals were read and tested (ext/fetch, 2.9.x). */
 const TESTED_VERSIONS = /^2\.9\./;
 
@@ -56,11 +58,17 @@ export class FastRequestState {
   urlListProcessed: string[];
   clientRid: null = null;
   blobUrlEntry: null = null;
-  #fields: RequestFields;
+  #fields: RequestFields | string;
   #onLeft: (() => void)[] | null = null;
   #left = false;
 
-  constructor(method: string, url: string, fields: RequestFields) {
+  /**
+   * `fields`: the head's fields, or the head's text (as
+   * {@linkcode scanRequestHead} accepted it), from which they are read only
+   * if the handler asks for the headers: the usual request is answered
+   * without a string per field (see usualRequestOf).
+   */
+  constructor(method: string, url: string, fields: RequestFields | string) {
     this.methodInner = method;
     this.urlListProcessed = [url];
     this.#fields = fields;
@@ -78,9 +86,17 @@ export class FastRequestState {
   get headerList(): [string, string][] {
     if (this.headerListInner === null) {
       const fields = this.#fields;
-      const list: [string, string][] = new Array(fields.length);
-      for (let i = 0; i < fields.length; i++) list[i] = [fields[i][0], fields[i][1]];
-      this.headerListInner = list;
+      if (typeof fields === "string") {
+        // The same text scans to the same fields: the head's, as headOf
+        // would have given them (fresh arrays, the handler's to change).
+        // The scan is shared, and used here at once.
+        const scanned = scanRequestHead(fields);
+        this.headerListInner = isRejection(scanned) ? [] : headOf(scanned).headers;
+      } else {
+        const list: [string, string][] = new Array(fields.length);
+        for (let i = 0; i < fields.length; i++) list[i] = [fields[i][0], fields[i][1]];
+        this.headerListInner = list;
+      }
     }
     return this.headerListInner;
   }

@@ -12,7 +12,7 @@
 
 import { ByteReader, type ByteReaderOptions } from "../connection/byte_reader.ts";
 import { type DeflateAgreement, negotiateDeflate } from "../protocol/permessage_deflate.ts";
-import { ResponseWriter, type WriteOutcome } from "./response_writer.ts";
+import { type AnsweredRequest, ResponseWriter, type WriteOutcome } from "./response_writer.ts";
 import { Connection, type ConnectionHost } from "../connection/connection.ts";
 import {
   checkUpgrade,
@@ -44,6 +44,7 @@ import {
   plainRequestKeepsAlive,
   requestExpectation,
   requestKeepsAlive,
+  usualRequestOf,
 } from "../protocol/http1_request.ts";
 import { checkNonNegative } from "../connection/options.ts";
 import { writeTo } from "../connection/raw_io.ts";
@@ -219,6 +220,20 @@ class FetchInfo implements RequestInfo {
     this.#settled = true;
     this.#settle?.();
   }
+}
+
+// What the response writer needs of the usual request (method, and
+// HTTP/1.0 or 1.1): one shared object per kind, not one per request. The
+// writer reads 1.x above 1.1 as 1.1, so [1, 1] stands for them all.
+const ANSWERED_GET_10: AnsweredRequest = { method: "GET", version: [1, 0] };
+const ANSWERED_GET_11: AnsweredRequest = { method: "GET", version: [1, 1] };
+const ANSWERED_HEAD_10: AnsweredRequest = { method: "HEAD", version: [1, 0] };
+const ANSWERED_HEAD_11: AnsweredRequest = { method: "HEAD", version: [1, 1] };
+
+/** The shared {@linkcode AnsweredRequest} for a usual request (usualRequestOf). */
+function answeredAs(method: string, minor: number): AnsweredRequest {
+  if (method === "GET") return minor === 0 ? ANSWERED_GET_10 : ANSWERED_GET_11;
+  return minor === 0 ? ANSWERED_HEAD_10 : ANSWERED_HEAD_11;
 }
 
 /** Why a request's signal aborts: the connection ended before its response did. */
@@ -698,25 +713,34 @@ export class HttpSession<T> implements BodyHost {
     if (isRejection(fields) || fetch === undefined || !host.options.runtimeInternals) {
       return this.#endWith(this.run(headEnd, fields, text));
     }
-    const head = headOf(fields);
-    // Not a body, an expectation or an upgrade, in one pass over the fields.
-    const keepsAlive = head.version[0] === 1 && head.target !== "*"
-      ? plainRequestKeepsAlive(head)
-      : null;
-    const address = keepsAlive === null ? null : requestAddress(head);
-    if (address === null || isRejection(address)) {
-      return this.#endWith(this.run(headEnd, fields, text));
+    let request: Request | null;
+    let answered: AnsweredRequest;
+    const usual = fetchInternalsAvailable() ? usualRequestOf(fields) : null;
+    if (usual !== null) {
+      // The usual GET or HEAD, checked in place (see usualRequestOf): no
+      // RequestHead, no address object, and the handler's headers made
+      // from the text only if it reads them.
+      this.#address = null;
+      this.#answerPlain(headEnd, usual.keepsAlive);
+      answered = answeredAs(usual.method, usual.minor);
+      request = this.#usualRequest(usual.method, usual.authority, usual.target, text);
+    } else {
+      const head = headOf(fields);
+      // Not a body, an expectation or an upgrade, in one pass over the fields.
+      const keepsAlive = head.version[0] === 1 && head.target !== "*"
+        ? plainRequestKeepsAlive(head)
+        : null;
+      const address = keepsAlive === null ? null : requestAddress(head);
+      if (address === null || isRejection(address)) {
+        return this.#endWith(this.run(headEnd, fields, text));
+      }
+      // What #serveOne does for a plain request, then #serveHttp for one
+      // without a body.
+      this.#address = address;
+      this.#answerPlain(headEnd, keepsAlive!);
+      answered = head;
+      request = this.#request(head, true);
     }
-    // What #serveOne does for a plain request, then #serveHttp for one
-    // without a body.
-    reader.consume(headEnd);
-    this.#address = address;
-    this.#beginAnswer();
-    this.#body = null;
-    this.#continueOwed = false;
-    this.#interim = null;
-    this.#clientKeepsAlive = keepsAlive!;
-    const request = this.#request(head, true);
     if (request === null) {
       const refused = this.#reject({ status: 400, message: "invalid request target or headers" });
       return this.#endWith(this.run(HEAD_INCOMPLETE, null, "", refused.then(() => false)));
@@ -736,7 +760,9 @@ export class HttpSession<T> implements BodyHost {
       // Started after the handler returned, not before: nothing of it runs
       // before then that could see the signal abort.
       this.#watchPeer();
-      return this.#endWith(this.run(HEAD_INCOMPLETE, null, "", this.#answer(result, head, info)));
+      return this.#endWith(
+        this.run(HEAD_INCOMPLETE, null, "", this.#answer(result, answered, info)),
+      );
     }
     // A response complete at once goes out now, and the next head is read
     // after it, as bench/http_limit.ts does: no watch read, and its chain
@@ -746,9 +772,40 @@ export class HttpSession<T> implements BodyHost {
     this.#info = info;
     this.#readyWriter(200, true).sendStatic(
       held,
-      head,
+      answered,
       this.#nextSent ??= (outcome) => this.#sentNext(outcome),
     );
+  }
+
+  /**
+   * A plain request without a body (its head `headEnd` bytes long) is
+   * answered from now on: what #serveOne and #serveHttp set for one.
+   */
+  #answerPlain(headEnd: number, keepsAlive: boolean): void {
+    this.reader.consume(headEnd);
+    this.#beginAnswer();
+    this.#body = null;
+    this.#continueOwed = false;
+    this.#interim = null;
+    this.#clientKeepsAlive = keepsAlive;
+  }
+
+  /**
+   * The handler's `Request` for the usual request (see usualRequestOf),
+   * made as {@linkcode #request} makes a GET's or a HEAD's through the
+   * runtime's slots, from the head's parts; null when the runtime's URL
+   * parser refuses its URL.
+   */
+  #usualRequest(method: string, authority: string, target: string, text: string): Request | null {
+    let href: string;
+    try {
+      href = requestHref(this.#host.scheme === "wss" ? "https" : "http", authority, target);
+    } catch {
+      return null;
+    }
+    const state = new FastRequestState(method, href, text);
+    this.#answering = state;
+    return fastRequest(state);
   }
 
   /** A plain request's head is read: it is answered from now on (no head deadline). */
@@ -1326,7 +1383,7 @@ export class HttpSession<T> implements BodyHost {
    */
   async #answer(
     result: Response | Promise<Response>,
-    head: RequestHead,
+    head: AnsweredRequest,
     info: FetchInfo,
   ): Promise<boolean> {
     const host = this.#host;
@@ -1457,7 +1514,7 @@ export class HttpSession<T> implements BodyHost {
    * Writes the application's response. `persist`: whether the connection
    * may stay open after it (also subject to {@linkcode #persists}).
    */
-  #respond(response: Response, head: RequestHead, persist: boolean): Promise<WriteOutcome> {
+  #respond(response: Response, head: AnsweredRequest, persist: boolean): Promise<WriteOutcome> {
     // Not async: the writer's promise is the caller's to await (one async
     // layer fewer per response); the caller clears #response.
     if (this.#done) {

@@ -15,7 +15,7 @@ import {
   fetchInternalsAvailable,
   takeStaticResponse,
 } from "../../src/server/fetch_internals.ts";
-import { DATE } from "../helpers/http_date.ts";
+import { DATE, maskDate } from "../helpers/http_date.ts";
 import { exchange, serversOnAndOff } from "../helpers/option_pair.ts";
 import { RawClient, withTimeout } from "../helpers/raw_client.ts";
 import { startServer, waitUntil } from "../helpers/harness.ts";
@@ -281,4 +281,57 @@ Deno.test("runtime internals: the option must be a boolean", () => {
     () => startServer({ runtimeInternals: "yes" }),
     /runtimeInternals must be a boolean/,
   );
+});
+
+Deno.test("runtime internals: pipelined keep-alive requests each show the handler their own head, as with the option off", async () => {
+  // The usual GET and HEAD are answered from the scanned head, and their
+  // headers made from the head's text only when the handler reads them
+  // (here after an await, when the connection's buffer may hold the next
+  // request): what the handler sees must not depend on that.
+  const handler = async (request: Request) => {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const { method, url } = request;
+    return new Response(JSON.stringify({ method, url, headers: [...request.headers] }));
+  };
+  const hs = serversOnAndOff({ fetch: handler });
+  try {
+    const requests =
+      "GET /a?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\nx-a:  2 \r\nUser-Agent: t\r\n\r\n" +
+      "HEAD /b HTTP/1.1\r\nHOST: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n" +
+      "GET /c HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: Keep-Alive\r\nX-Late: yes\r\n\r\n" +
+      "GET /d HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    const answers: string[] = [];
+    for (const h of hs) {
+      using raw = await RawClient.connect(h.port);
+      await raw.write(requests);
+      answers.push(maskDate(await raw.readToEnd()));
+    }
+    assert.equal(answers[0], answers[1]);
+    // Each body is a JSON object ending in "]]}", followed by the next response.
+    const bodies = answers[0].match(/\{"method".*?\]\]\}/g) ?? [];
+    assert.deepEqual(bodies.map((body) => JSON.parse(body)), [
+      {
+        method: "GET",
+        url: `http://127.0.0.1/a?x=1`,
+        headers: [["host", "127.0.0.1"], ["user-agent", "t"], ["x-a", "1, 2"]],
+      },
+      {
+        method: "GET",
+        url: "http://127.0.0.1/c",
+        headers: [["connection", "Keep-Alive"], ["host", "127.0.0.1"], ["x-late", "yes"]],
+      },
+      {
+        method: "GET",
+        url: "http://127.0.0.1/d",
+        headers: [["connection", "close"], ["host", "127.0.0.1"]],
+      },
+    ]);
+    // The HEAD got its head alone, the HTTP/1.0 request its keep-alive, and
+    // the last one the close it asked for.
+    assert.equal((answers[0].match(/HTTP\/1\.1 200 OK\r\n/g) ?? []).length, 4, answers[0]);
+    assert.equal((answers[0].match(/^Connection: keep-alive\r$/gm) ?? []).length, 1, answers[0]);
+    assert.ok(answers[0].includes("Connection: close\r\n"), answers[0]);
+  } finally {
+    for (const h of hs) await h.server.shutdown();
+  }
 });
