@@ -213,9 +213,15 @@ export function decodeRequestHead(bytes: Uint8Array): string {
   // UTF-8, whose decoder the runtime makes ~3x faster than its latin-1
   // one (windows-1252, which maps 0x80-0x9F to other code points: a head
   // with any byte above 0x7F keeps it, one char per byte all the same).
-  let any = 0;
-  for (let i = 0; i < bytes.length; i++) any |= bytes[i];
-  return any < 0x80 ? ascii.decode(bytes) : latin1.decode(bytes);
+  // Whether it is all ASCII is read from the UTF-8 result, not from a loop
+  // over the bytes first (~0.5 ns a byte: 200 ns for a browser's 420-byte
+  // head, more than the decoding): a UTF-8 decoder never makes more than
+  // one UTF-16 unit per byte (a multi-byte sequence makes fewer, a leading
+  // BOM is dropped, an invalid byte becomes one U+FFFD), so the same length
+  // and no U+FFFD mean every byte was ASCII (decoding a 420-byte head:
+  // 430 -> 220 ns, measured; 46 bytes: 240 -> 200 ns).
+  const text = ascii.decode(bytes);
+  return text.length === bytes.length && text.indexOf("\ufffd") < 0 ? text : latin1.decode(bytes);
 }
 
 /**

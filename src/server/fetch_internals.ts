@@ -176,6 +176,7 @@ const UNSAFE_VALUE = /[\r\n\0]/;
 type SlotObject = Record<symbol, unknown>;
 
 let slots: Slots | null | undefined;
+let lastSafeType = "";
 const shared = new StaticResponse();
 
 /** The slots, if this runtime is a tested version, has them all, and passes the self-check. */
@@ -314,8 +315,14 @@ function takeWith(s: Slots, response: Response): StaticResponse | "used" | null 
     case HEADER_CONTENT_TYPE: {
       const value = r[s.contentType];
       // The runtime puts only values Headers would accept here; checked
-      // anyway, as the value goes into the head as it is.
-      if (typeof value !== "string" || UNSAFE_VALUE.test(value)) return null;
+      // anyway, as the value goes into the head as it is. An application
+      // answers with one or two types: the last one found safe is not
+      // searched again (a comparison, not a regular expression, per response).
+      if (typeof value !== "string") return null;
+      if (value !== lastSafeType) {
+        if (UNSAFE_VALUE.test(value)) return null;
+        lastSafeType = value;
+      }
       contentType = value;
       break;
     }

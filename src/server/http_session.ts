@@ -1547,9 +1547,9 @@ export class HttpSession<T> implements BodyHost {
     // for each later one (see ResponseWriter.reuse).
     return this.#response = (this.#writer ??= new ResponseWriter(
       this.#conn,
-      (writing) => {
+      (writing, now) => {
         const stall = this.#host.options.idleTimeout;
-        this.#writeDeadline = writing && stall > 0 ? Date.now() + stall : Infinity;
+        this.#writeDeadline = writing && stall > 0 ? (now ?? Date.now()) + stall : Infinity;
       },
       undefined,
       null,

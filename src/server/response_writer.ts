@@ -53,9 +53,10 @@ export function encodeChunk(bytes: Uint8Array): Uint8Array {
 /**
  * Told when a write to the client starts and ends: the session gives a
  * write a deadline (a client that stops reading must not hold the
- * connection forever) but none while the body is being produced.
+ * connection forever) but none while the body is being produced. `now`,
+ * when given, is the current time (`Date.now()`), read by the writer.
  */
-export type WriteWatcher = (writing: boolean) => void;
+export type WriteWatcher = (writing: boolean, now?: number) => void;
 
 /** What the writer needs to know of the request it answers. */
 export interface AnsweredRequest {
@@ -455,13 +456,16 @@ export class ResponseWriter {
     request: AnsweredRequest,
     done: (outcome: WriteOutcome) => void,
   ): void {
-    const whole = this.#staticBytes(response, request);
+    // One clock reading for the Date and the write's deadline: read in the
+    // same turn, microseconds apart (~45 ns a reading).
+    const now = Date.now();
+    const whole = this.#staticBytes(response, request, now);
     const tail = this.#tail;
     if (tail !== null || this.#prelude !== null || this.#aborted) {
       this.#send(whole, tail).then(done);
       return;
     }
-    this.#watch(true);
+    this.#watch(true, now);
     let written: Promise<number>;
     try {
       written = this.#write(whole);
@@ -508,15 +512,19 @@ export class ResponseWriter {
   }
 
   /** A static response's bytes (its head, and its body unless in {@linkcode #tail}). */
-  #staticBytes(response: StaticResponse, request: AnsweredRequest): Uint8Array {
+  #staticBytes(
+    response: StaticResponse,
+    request: AnsweredRequest,
+    now: number = Date.now(),
+  ): Uint8Array {
     const contentType = response.contentType;
     const body = response.body;
     this.#tail = null;
     if (typeof body === "string" && body.length <= REPEATED_BODY_CHARS) {
-      return this.#textBytes(body, contentType, request);
+      return this.#textBytes(body, contentType, request, now);
     }
     this.#lines = (contentType === null ? "" : "content-type: " + contentType + "\r\n") +
-      "date: " + httpDate() + "\r\n";
+      "date: " + httpDate(now) + "\r\n";
     this.#appCloses = false;
     const bytes = typeof body === "string" ? encodeText(body) : body;
     return this.#complete(200, request, request.method === "HEAD", bytes.length, [bytes]);
@@ -529,13 +537,18 @@ export class ResponseWriter {
    * kept from the time before: no head to build and encode, no body to
    * encode and copy (~1 µs of a ~20 µs keep-alive response, profiled).
    */
-  #textBytes(body: string, contentType: string | null, request: AnsweredRequest): Uint8Array {
+  #textBytes(
+    body: string,
+    contentType: string | null,
+    request: AnsweredRequest,
+    now: number,
+  ): Uint8Array {
     this.#started = true;
     this.#appCloses = false;
     const keep = this.#keep = this.#persist();
     const connection = keep ? request.version[1] === 0 ? "keep-alive" : null : "close";
     const noBody = request.method === "HEAD";
-    const date = httpDate();
+    const date = httpDate(now);
     const last = repeated;
     const same = last.body === body && last.contentType === contentType && last.date === date &&
       last.connection === connection && last.noBody === noBody;
