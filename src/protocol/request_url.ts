@@ -96,6 +96,19 @@ function isKeptPath(path: string): boolean {
  */
 export function requestHref(scheme: string, authority: string, path: string): string {
   const base = origin(scheme, authority);
-  if (isKeptPath(path)) return base + path;
-  return new URL(base + path).href;
+  // The last href is kept too: a client polling one URL, a health check, a
+  // page's repeated API call get the same string back, already flat. A new
+  // `base + path` is a rope that the handler's own `new URL(request.url)`
+  // must first copy into one piece; comparing the path costs less than
+  // building, scanning and copying it (bench/RESULTS.md "Stop 24").
+  if (path === lastPath && base === lastBase) return lastHref;
+  const href = isKeptPath(path) ? base + path : new URL(base + path).href;
+  lastBase = base;
+  lastPath = path;
+  lastHref = href;
+  return href;
 }
+
+let lastBase = "";
+let lastPath = "";
+let lastHref = "";

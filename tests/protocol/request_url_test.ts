@@ -110,3 +110,25 @@ Deno.test("requestHref: equals the URL parser on random paths of tricky characte
     assertEquals(ours(scheme, authority, path), parsed(scheme, authority, path), path);
   }
 });
+
+Deno.test("requestHref: the last answer kept is given only for the same origin and path", () => {
+  // Interleaved repeats, as requests of several clients and servers arrive:
+  // each answer must be the parser's, whatever was asked just before.
+  const asks: [string, string, string][] = [
+    ["http", "a:1", "/x"],
+    ["http", "a:1", "/x"],
+    ["http", "b:1", "/x"],
+    ["https", "b:1", "/x"],
+    ["https", "b:443", "/x"],
+    ["https", "b:443", "/x?"],
+    ["https", "b:443", "/x?"],
+    ["http", "a:1", "/./x"],
+    ["http", "a:1", "/./x"],
+    ["http", "a:1", "/x"],
+    ["http", "a:80", "/x"],
+    ["http", "a", "/x"],
+  ];
+  for (const [scheme, authority, path] of asks) {
+    assertEquals(ours(scheme, authority, path), parsed(scheme, authority, path));
+  }
+});
