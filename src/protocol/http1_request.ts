@@ -122,10 +122,9 @@ const USUAL = new UsualRequest();
  * with it on what it accepts (tests/protocol/usual_request_test.ts); it
  * only skips, for the request nearly every keep-alive client sends, that
  * path's strings and arrays: a name and a value string per field, an array
- * per field and per lookup, the head and the address objects (~640 bytes
- * and ~0.6 µs per request of a ~14 µs small keep-alive response,
- * bench/RESULTS.md "Stop 24"). The result is shared (see
- * {@linkcode UsualRequest}).
+ * per field and per lookup, the head and the address objects (~430 of the
+ * ~2,950 bytes allocated per small keep-alive request, bench/RESULTS.md
+ * "Stop 24"). The result is shared (see {@linkcode UsualRequest}).
  *
  * @example
  * ```ts
