@@ -334,6 +334,11 @@ export class HttpSession<T> implements BodyHost {
   #interim: Promise<void> | null = null;
   /** Where the request is addressed, once its head is parsed and validated. */
   #address: RequestAddress | null = null;
+  // The view a later head is decoded from, and the buffer it is a view of:
+  // kept while the heads of a connection have one length (a client
+  // repeating its request), so no typed array is made per request.
+  #headView: Uint8Array | null = null;
+  #headViewOf: Uint8Array | null = null;
   /** Whether a read is kept pending to notice the client leaving (see #watchPeer). */
   #watching = false;
   /** The response is complete: the client's EOF is now expected, not a reason to abort. */
@@ -706,9 +711,7 @@ export class HttpSession<T> implements BodyHost {
     const fetch = host.handlers.fetch;
     const reader = this.reader;
     // A first request comes decoded and scanned (by #headIn).
-    const text = scan === null
-      ? decodeRequestHead(reader.buffer.subarray(0, headEnd))
-      : scannedText;
+    const text = scan === null ? decodeRequestHead(this.#headBytes(headEnd)) : scannedText;
     const fields = scan ?? scanRequestHead(text);
     if (isRejection(fields) || fetch === undefined || !host.options.runtimeInternals) {
       return this.#endWith(this.run(headEnd, fields, text));
@@ -775,6 +778,15 @@ export class HttpSession<T> implements BodyHost {
       answered,
       this.#nextSent ??= (outcome) => this.#sentNext(outcome),
     );
+  }
+
+  /** The first `headEnd` bytes of the read buffer, where a later head lies. */
+  #headBytes(headEnd: number): Uint8Array {
+    const buffer = this.reader.buffer;
+    const view = this.#headView;
+    if (view !== null && view.length === headEnd && this.#headViewOf === buffer) return view;
+    this.#headViewOf = buffer;
+    return this.#headView = buffer.subarray(0, headEnd);
   }
 
   /**

@@ -335,3 +335,26 @@ Deno.test("runtime internals: pipelined keep-alive requests each show the handle
     for (const h of hs) await h.server.shutdown();
   }
 });
+
+Deno.test("runtime internals: heads of one length on one connection are each read afresh", async () => {
+  // A connection whose requests keep one head length reuses the view its
+  // heads are decoded from: the bytes under it are the new request's.
+  const h = startServer({}, { fetch: (request) => new Response(new URL(request.url).pathname) });
+  try {
+    using raw = await RawClient.connect(h.port);
+    const paths = ["/p1", "/p2", "/p3", "/q4"];
+    for (const path of paths) {
+      await raw.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      const response = await raw.readResponse();
+      assert.equal(response.status, 200);
+      assert.equal(response.text, path);
+    }
+    // And pipelined: all four in one write.
+    await raw.write(
+      paths.map((path) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`).join(""),
+    );
+    for (const path of paths) assert.equal((await raw.readResponse()).text, path);
+  } finally {
+    await h.server.shutdown();
+  }
+});
