@@ -674,6 +674,12 @@ export class HttpSession<T> implements BodyHost {
     } catch {
       return this.#endWith(this.run());
     }
+    // The read may have moved to another buffer (the reader's own after the
+    // shared one, or a resized one): the kept head view is dropped rather
+    // than keep the old buffer alive while the connection idles.
+    if (this.#headViewOf !== null && this.#headViewOf !== reader.buffer) {
+      this.#headView = this.#headViewOf = null;
+    }
     raw.then(
       this.#nextRead ??= (n) => {
         this.#headRead = null;

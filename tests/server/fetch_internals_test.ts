@@ -349,6 +349,17 @@ Deno.test("runtime internals: heads of one length on one connection are each rea
       assert.equal(response.status, 200);
       assert.equal(response.text, path);
     }
+    // Two in a connection's first read (the second decoded from the
+    // server's shared first buffer), then one of the same length in the
+    // next read (the connection's own buffer by then).
+    using fresh = await RawClient.connect(h.port);
+    await fresh.write(
+      `GET /aa HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /p2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    );
+    assert.equal((await fresh.readResponse()).text, "/aa");
+    assert.equal((await fresh.readResponse()).text, "/p2");
+    await fresh.write(`GET /p3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    assert.equal((await fresh.readResponse()).text, "/p3");
     // And pipelined: all four in one write.
     await raw.write(
       paths.map((path) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`).join(""),
