@@ -715,7 +715,6 @@ export class HttpSession<T> implements BodyHost {
     if (headEnd < 0) return this.#endWith(this.run(headEnd));
     const host = this.#host;
     const fetch = host.handlers.fetch;
-    const reader = this.reader;
     // A first request comes decoded and scanned (by #headIn).
     const text = scan === null ? decodeRequestHead(this.#headBytes(headEnd)) : scannedText;
     const fields = scan ?? scanRequestHead(text);
