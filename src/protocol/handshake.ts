@@ -600,7 +600,7 @@ export interface ScannedUpgrade extends UpgradeRequest, RequestAddress {
   extensionValues: string[];
 }
 
-// The fields upgradeOf looks at (see fieldId).
+// The fields upgradeOf and usualRequestOf look at (see fieldId).
 const OTHER = 0;
 const HOST = 1;
 const UPGRADE = 2;
@@ -610,9 +610,10 @@ const WS_VERSION = 5;
 const WS_PROTOCOL = 6;
 const WS_EXTENSIONS = 7;
 const BODY_FRAMING = 8;
+const EXPECT = 9;
 
 // Their names, lower case.
-const UPGRADE_FIELDS: readonly (readonly [string, number])[] = [
+const IN_PLACE_FIELDS: readonly (readonly [string, number])[] = [
   ["host", HOST],
   ["upgrade", UPGRADE],
   ["connection", CONNECTION],
@@ -622,21 +623,22 @@ const UPGRADE_FIELDS: readonly (readonly [string, number])[] = [
   ["sec-websocket-extensions", WS_EXTENSIONS],
   ["content-length", BODY_FRAMING],
   ["transfer-encoding", BODY_FRAMING],
+  ["expect", EXPECT],
 ];
 
-/** Which of the fields upgradeOf looks at `text[start, end)` names, case-insensitively. */
+/** Which of the fields the in-place checks look at `text[start, end)` names, case-insensitively. */
 function fieldId(text: string, start: number, end: number): number {
   const length = end - start;
   // By length first: most names match none, and none of their characters is read.
-  for (let i = 0; i < UPGRADE_FIELDS.length; i++) {
-    const [name, id] = UPGRADE_FIELDS[i];
+  for (let i = 0; i < IN_PLACE_FIELDS.length; i++) {
+    const [name, id] = IN_PLACE_FIELDS[i];
     if (name.length === length && nameIs(text, start, name)) return id;
   }
   return OTHER;
 }
 
 /** Whether `text` at `start` spells `lower` (lower case ASCII), in any case. */
-export function nameIs(text: string, start: number, lower: string): boolean {
+function nameIs(text: string, start: number, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) {
     let c = text.charCodeAt(start + i);
     if (c >= 0x41 && c <= 0x5a) c |= 0x20;
@@ -656,7 +658,7 @@ function isTrimmed(code: number): boolean {
  * the general path ({@linkcode hasToken}) and {@linkcode upgradeOf} read
  * `Upgrade` and `Connection`.
  */
-export function listHas(text: string, start: number, end: number, token: string): boolean {
+function listHas(text: string, start: number, end: number, token: string): boolean {
   let from = start;
   while (from <= end) {
     let to = text.indexOf(",", from);
@@ -755,6 +757,100 @@ export function upgradeOf(fields: HeadFields): ScannedUpgrade | null {
     authority,
     path: text.slice(targetStart, targetEnd),
   };
+}
+
+/**
+ * The usual plain request, as {@linkcode usualRequestOf} found it on a
+ * scanned head. There is one, reused by every call: valid until the next,
+ * so it must be read at once and not kept.
+ */
+export class UsualRequest {
+  /** `"GET"` or `"HEAD"`. */
+  method = "GET";
+  /** The origin-form request target (path and query), starting with `/`. */
+  target = "/";
+  /** The Host, validated and normalized ({@linkcode parseAuthority}). */
+  authority = "";
+  /** The HTTP/1 minor version (0 for HTTP/1.0; 1 and above read as 1.1). */
+  minor = 1;
+  /** Whether the client lets the connection persist (`requestKeepsAlive`, http1_request.ts). */
+  keepsAlive = true;
+}
+
+const USUAL = new UsualRequest();
+
+/**
+ * The usual plain request checked in place on a scanned head: HTTP/1.x, GET
+ * or HEAD, an origin-form target with no fragment, exactly one valid Host,
+ * and no `Content-Length`, `Transfer-Encoding`, `Expect` or `Upgrade` field
+ * (no body, no expectation, no upgrade). Null for anything else, valid or
+ * not: the caller then takes the general path ({@linkcode headOf},
+ * `plainRequestKeepsAlive`, {@linkcode requestAddress}), which
+ * gives the answer. This never accepts what that path refuses, and agrees
+ * with it on what it accepts (tests/protocol/usual_request_test.ts); it
+ * only skips, for the request nearly every keep-alive client sends, that
+ * path's strings and arrays: a name and a value string per field, an array
+ * per field and per lookup, the head and the address objects (~430 of the
+ * ~2,950 bytes allocated per small keep-alive request, bench/RESULTS.md
+ * "Stop 24"). The result is shared (see {@linkcode UsualRequest}).
+ *
+ * @example
+ * ```ts
+ * import {
+ *   decodeRequestHead,
+ *   isRejection,
+ *   scanRequestHead,
+ *   usualRequestOf,
+ * } from "./handshake.ts";
+ * const text = decodeRequestHead(new TextEncoder().encode("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"));
+ * const fields = scanRequestHead(text);
+ * if (!isRejection(fields)) console.log(usualRequestOf(fields)?.target); // "/a?b"
+ * ```
+ */
+export function usualRequestOf(fields: HeadFields): UsualRequest | null {
+  const { text, at, count, methodEnd, targetStart, targetEnd } = fields;
+  // Origin-form: not "*", and not absolute-form (its authority would be
+  // the one to use).
+  if (fields.major !== 1 || text.charCodeAt(targetStart) !== 0x2f /* / */) return null;
+  // Methods are case-sensitive (RFC 9110 §9.1); the strings are constants,
+  // not slices.
+  let method: string;
+  if (methodEnd === 3 && text.startsWith("GET")) method = "GET";
+  else if (methodEnd === 4 && text.startsWith("HEAD")) method = "HEAD";
+  else return null;
+  const hash = text.indexOf("#", targetStart);
+  if (hash >= 0 && hash < targetEnd) return null;
+  let host = -1;
+  let close = false;
+  let keepAlive = false;
+  for (let o = 0; o < 4 * count; o += 4) {
+    switch (fieldId(text, at[o], at[o + 1])) {
+      case HOST:
+        if (host >= 0) return null;
+        host = o;
+        break;
+      case CONNECTION:
+        // Every Connection field's list counts, as requestKeepsAlive reads
+        // them (a browser sends "keep-alive" with every request).
+        close ||= listHas(text, at[o + 2], at[o + 3], "close");
+        keepAlive ||= listHas(text, at[o + 2], at[o + 3], "keep-alive");
+        break;
+      case UPGRADE:
+      case BODY_FRAMING:
+      case EXPECT:
+        return null;
+    }
+  }
+  if (host < 0) return null;
+  const authority = parseAuthority(text.slice(at[host + 2], at[host + 3]));
+  if (authority === null) return null;
+  const usual = USUAL;
+  usual.method = method;
+  usual.target = text.slice(targetStart, targetEnd);
+  usual.authority = authority;
+  usual.minor = fields.minor;
+  usual.keepsAlive = !close && (fields.minor >= 1 || keepAlive);
+  return usual;
 }
 
 /**

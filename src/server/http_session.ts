@@ -35,6 +35,7 @@ import {
   type SwitchingProtocolsOptions,
   upgradeOf,
   type UpgradeRequest,
+  usualRequestOf,
 } from "../protocol/handshake.ts";
 import { requestBodyFraming } from "../protocol/http1_body.ts";
 import { requestHref } from "../protocol/request_url.ts";
@@ -44,7 +45,6 @@ import {
   plainRequestKeepsAlive,
   requestExpectation,
   requestKeepsAlive,
-  usualRequestOf,
 } from "../protocol/http1_request.ts";
 import { checkNonNegative } from "../connection/options.ts";
 import { writeTo } from "../connection/raw_io.ts";
@@ -54,6 +54,7 @@ import {
   fastRequest,
   FastRequestState,
   fetchInternalsAvailable,
+  type RequestFields,
   takeStaticResponse,
 } from "./fetch_internals.ts";
 import type { Handlers, RequestInfo, ResolvedOptions, UpgradeAccept } from "./options.ts";
@@ -820,9 +821,24 @@ export class HttpSession<T> implements BodyHost {
     } catch {
       return null;
     }
-    const state = new FastRequestState(method, href, text);
-    this.#answering = state;
-    return fastRequest(state);
+    return this.#slotRequest(method, href, text, true);
+  }
+
+  /**
+   * A `Request` without a body made through the runtime's slots (see
+   * fetch_internals.ts; the caller has checked they are usable), with
+   * `fields` the head's fields or its text; when `served`, the one being
+   * answered (its signal follows the connection).
+   */
+  #slotRequest(
+    method: string,
+    href: string,
+    fields: RequestFields | string,
+    served: boolean,
+  ): Request {
+    const state = new FastRequestState(method, href, fields);
+    if (served) this.#answering = state;
+    return fastRequest(state)!;
   }
 
   /** A plain request's head is read: it is answered from now on (no head deadline). */
@@ -1162,10 +1178,7 @@ export class HttpSession<T> implements BodyHost {
         // Built as Deno.serve builds its own, when the runtime allows (see
         // fetch_internals.ts). The URL is parsed as `new Request` would:
         // the same href, and the same refusal of one the runtime rejects.
-        const state = new FastRequestState(method, this.#href(scheme), head.headers);
-        const request = fastRequest(state)!;
-        if (served) this.#answering = state;
-        return request;
+        return this.#slotRequest(method, this.#href(scheme), head.headers, served);
       }
       const url = this.#url(scheme);
       if (body === undefined && method === "GET") {

@@ -15,8 +15,9 @@ import {
   isRejection,
   requestAddress,
   scanRequestHead,
+  usualRequestOf,
 } from "../../src/protocol/handshake.ts";
-import { plainRequestKeepsAlive, usualRequestOf } from "../../src/protocol/http1_request.ts";
+import { plainRequestKeepsAlive } from "../../src/protocol/http1_request.ts";
 
 interface Seen {
   method: string;
